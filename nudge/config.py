@@ -1,0 +1,399 @@
+"""Configuration: one TOML file, every value with a default, validated once at start-up.
+
+A bad file fails fast with the key path and the reason:
+
+>>> load_text('[caps]\\nwindow = "1x"')
+Traceback (most recent call last):
+...
+nudge.errors.ConfigError: config caps.window: invalid duration '1x' (use e.g. 30m, 1h, 24h, 7d)
+>>> cfg = load_text('[triggers.cart_abandonment]\\nstages = ["30m", "24h"]')
+>>> cfg.cart.stages
+(1800000, 86400000)
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from nudge.errors import ConfigError
+from nudge.timefmt import parse_duration
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaConfig:
+    brokers: tuple[str, ...] = ("localhost:9092",)
+    topic: str = "shop-events"
+    dead_letter_topic: str = "nudge-dead-letters"
+    decisions_topic: str = "nudge-decisions"
+    email_topic: str = "nudge-emails"
+    batch_size: int = 2000
+    tail: bool = True
+    client_config: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class EventsConfig:
+    max_payload_bytes: int = 64 * 1024
+    dedup_window: int = parse_duration("24h")
+    allowed_lateness: int = parse_duration("1m")
+    heartbeat_interval: int = parse_duration("500ms")
+    max_future_skew: int = parse_duration("1d")
+    ignore: tuple[str, ...] = ()
+    batch_size: int = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class CartConfig:
+    enabled: bool = True
+    stages: tuple[int, ...] = (parse_duration("1h"),)
+    template: str = "cart_abandonment"
+
+
+@dataclass(frozen=True, slots=True)
+class CapsConfig:
+    max_emails: int = 1
+    window: int = parse_duration("24h")
+
+
+@dataclass(frozen=True, slots=True)
+class QuietHoursConfig:
+    enabled: bool = False
+    start: int = 21 * 60  # minutes after local midnight
+    end: int = 8 * 60
+    default_timezone: str = "UTC"
+    action: str = "defer"  # or "suppress"
+
+
+@dataclass(frozen=True, slots=True)
+class RenderConfig:
+    strict: bool = False
+    shop_name: str = "Nudge Demo Shop"
+    shop_url: str = "https://shop.example"
+    from_email: str = "hello@shop.example"
+    from_name: str = "Nudge Demo Shop"
+    reply_to: str = ""
+    unsubscribe_url: str = "https://shop.example/unsubscribe?token={token}"
+    unsubscribe_mailto: str = "unsubscribe@shop.example"
+    unsubscribe_secret: str = "change-me"
+    utm_source: str = "nudge"
+    utm_medium: str = "email"
+    currency: str = "EUR"
+
+
+@dataclass(frozen=True, slots=True)
+class EspConfig:
+    url: str = "https://api.sendgrid.com/v3/mail/send"
+    api_key_env: str = "NUDGE_ESP_API_KEY"
+    timeout: int = parse_duration("10s")
+    max_attempts: int = 5
+    backoff_base: int = parse_duration("500ms")
+    backoff_max: int = parse_duration("30s")
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpConfig:
+    host: str = "localhost"
+    port: int = 25
+    username: str = ""
+    password_env: str = "NUDGE_SMTP_PASSWORD"
+    starttls: bool = False
+    timeout: int = parse_duration("10s")
+    max_attempts: int = 5
+    backoff_base: int = parse_duration("500ms")
+    backoff_max: int = parse_duration("30s")
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryConfig:
+    transport: str = "outbox"  # outbox | esp | smtp | kafka
+    outbox_dir: str = "var/outbox"
+    ledger_dir: str = "var/ledger"
+    esp: EspConfig = field(default_factory=EspConfig)
+    smtp: SmtpConfig = field(default_factory=SmtpConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class OutputsConfig:
+    decisions: str = "var/decisions.jsonl"  # a path, or "kafka" for kafka.decisions_topic
+    dead_letters: str = "var/dead-letters.jsonl"  # a path, or "kafka"
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryConfig:
+    dir: str = ""  # empty: no recovery
+    snapshot_interval: int = parse_duration("10s")
+    backup_interval: int = parse_duration("0s")
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    shards: int = 64
+    kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    events: EventsConfig = field(default_factory=EventsConfig)
+    cart: CartConfig = field(default_factory=CartConfig)
+    caps: CapsConfig = field(default_factory=CapsConfig)
+    quiet_hours: QuietHoursConfig = field(default_factory=QuietHoursConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    outputs: OutputsConfig = field(default_factory=OutputsConfig)
+    recovery: RecoveryConfig = field(default_factory=RecoveryConfig)
+
+
+class _Table:
+    """A TOML table being read: typed getters that name the key path, and a check that
+    every key was understood (a typo must not silently fall back to a default)."""
+
+    def __init__(self, data: Any, path: str) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(path, f"expected a table, got {type(data).__name__}")
+        self.data = data
+        self.path = path
+        self.seen: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def get(self, name: str, kind: type | tuple[type, ...], default: Any) -> Any:
+        self.seen.add(name)
+        if name not in self.data:
+            return default
+        value = self.data[name]
+        if kind is not bool and isinstance(value, bool):
+            raise ConfigError(self.key(name), f"expected {_kind_name(kind)}, got a boolean")
+        if not isinstance(value, kind):
+            raise ConfigError(self.key(name), f"expected {_kind_name(kind)}, got {value!r}")
+        return value
+
+    def positive_int(self, name: str, default: int) -> int:
+        value = self.get(name, int, default)
+        if value < 1:
+            raise ConfigError(self.key(name), f"must be at least 1, got {value}")
+        return int(value)
+
+    def duration(self, name: str, default: int) -> int:
+        value = self.get(name, str, None)
+        if value is None:
+            return default
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            raise ConfigError(self.key(name), str(exc)) from None
+
+    def choice(self, name: str, options: tuple[str, ...], default: str) -> str:
+        value = self.get(name, str, default)
+        if value not in options:
+            raise ConfigError(self.key(name), f"must be one of {', '.join(options)}; got {value!r}")
+        return str(value)
+
+    def strings(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        value = self.get(name, list, None)
+        if value is None:
+            return default
+        for i, item in enumerate(value):
+            if not isinstance(item, str):
+                raise ConfigError(f"{self.key(name)}[{i}]", f"expected a string, got {item!r}")
+        return tuple(value)
+
+    def table(self, name: str) -> _Table:
+        self.seen.add(name)
+        return _Table(self.data.get(name, {}), self.key(name))
+
+    def done(self) -> None:
+        unknown = sorted(set(self.data) - self.seen)
+        if unknown:
+            raise ConfigError(self.key(unknown[0]), "unknown key (check the spelling)")
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    names = {str: "a string", int: "an integer", bool: "a boolean", list: "a list",
+             dict: "a table", float: "a number"}
+    if isinstance(kind, tuple):
+        return " or ".join(names.get(k, k.__name__) for k in kind)
+    return names.get(kind, kind.__name__)
+
+
+def _clock(table: _Table, name: str, default: int) -> int:
+    value = table.get(name, str, None)
+    if value is None:
+        return default
+    try:
+        hours, minutes = value.split(":")
+        total = int(hours) * 60 + int(minutes)
+        if not (0 <= int(hours) < 24 and 0 <= int(minutes) < 60):
+            raise ValueError
+    except ValueError:
+        raise ConfigError(table.key(name), f"expected a local time like '21:00', got {value!r}")
+    return total
+
+
+def _kafka(t: _Table) -> KafkaConfig:
+    d = KafkaConfig()
+    brokers = t.strings("brokers", d.brokers)
+    if not brokers:
+        raise ConfigError(t.key("brokers"), "needs at least one host:port")
+    client = t.get("client_config", dict, {})
+    cfg = KafkaConfig(
+        brokers=brokers,
+        topic=t.get("topic", str, d.topic),
+        dead_letter_topic=t.get("dead_letter_topic", str, d.dead_letter_topic),
+        decisions_topic=t.get("decisions_topic", str, d.decisions_topic),
+        email_topic=t.get("email_topic", str, d.email_topic),
+        batch_size=t.positive_int("batch_size", d.batch_size),
+        tail=t.get("tail", bool, d.tail),
+        client_config=tuple(sorted((str(k), str(v)) for k, v in client.items())),
+    )
+    t.done()
+    return cfg
+
+
+def _events(t: _Table) -> EventsConfig:
+    d = EventsConfig()
+    cfg = EventsConfig(
+        max_payload_bytes=t.positive_int("max_payload_bytes", d.max_payload_bytes),
+        dedup_window=t.duration("dedup_window", d.dedup_window),
+        allowed_lateness=t.duration("allowed_lateness", d.allowed_lateness),
+        heartbeat_interval=t.duration("heartbeat_interval", d.heartbeat_interval),
+        max_future_skew=t.duration("max_future_skew", d.max_future_skew),
+        ignore=t.strings("ignore", d.ignore),
+        batch_size=t.positive_int("batch_size", d.batch_size),
+    )
+    t.done()
+    return cfg
+
+
+def _cart(t: _Table) -> CartConfig:
+    d = CartConfig()
+    raw = t.strings("stages", ())
+    stages: list[int] = []
+    for i, text in enumerate(raw):
+        try:
+            stages.append(parse_duration(text))
+        except ValueError as exc:
+            raise ConfigError(f"{t.key('stages')}[{i}]", str(exc)) from None
+    if raw and not stages:
+        raise ConfigError(t.key("stages"), "needs at least one delay")
+    if any(b <= a for a, b in zip(stages, stages[1:], strict=False)):
+        raise ConfigError(t.key("stages"), "delays must increase (e.g. ['1h', '24h'])")
+    if stages and stages[0] <= 0:
+        raise ConfigError(f"{t.key('stages')}[0]", "the first delay must be positive")
+    cfg = CartConfig(
+        enabled=t.get("enabled", bool, d.enabled),
+        stages=tuple(stages) or d.stages,
+        template=t.get("template", str, d.template),
+    )
+    t.done()
+    return cfg
+
+
+def _quiet_hours(t: _Table) -> QuietHoursConfig:
+    d = QuietHoursConfig()
+    tz = t.get("default_timezone", str, d.default_timezone)
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(t.key("default_timezone"), f"unknown IANA timezone {tz!r}") from None
+    cfg = QuietHoursConfig(
+        enabled=t.get("enabled", bool, d.enabled),
+        start=_clock(t, "start", d.start),
+        end=_clock(t, "end", d.end),
+        default_timezone=tz,
+        action=t.choice("action", ("defer", "suppress"), d.action),
+    )
+    if cfg.start == cfg.end and cfg.enabled:
+        raise ConfigError(t.key("end"), "quiet hours must not start and end at the same time")
+    t.done()
+    return cfg
+
+
+def _strings_table(t: _Table, cls: type, defaults: Any) -> Any:
+    values = {}
+    for name in cls.__dataclass_fields__:
+        default = getattr(defaults, name)
+        if isinstance(default, bool):
+            values[name] = t.get(name, bool, default)
+        elif isinstance(default, int):
+            if name in {"timeout", "backoff_base", "backoff_max"}:
+                values[name] = t.duration(name, default)
+            else:
+                values[name] = t.positive_int(name, default)
+        elif isinstance(default, str):
+            values[name] = t.get(name, str, default)
+    t.done()
+    return cls(**values)
+
+
+def _delivery(t: _Table) -> DeliveryConfig:
+    d = DeliveryConfig()
+    cfg = DeliveryConfig(
+        transport=t.choice("transport", ("outbox", "esp", "smtp", "kafka"), d.transport),
+        outbox_dir=t.get("outbox_dir", str, d.outbox_dir),
+        ledger_dir=t.get("ledger_dir", str, d.ledger_dir),
+        esp=_strings_table(t.table("esp"), EspConfig, d.esp),
+        smtp=_strings_table(t.table("smtp"), SmtpConfig, d.smtp),
+    )
+    t.done()
+    return cfg
+
+
+def _recovery(t: _Table) -> RecoveryConfig:
+    d = RecoveryConfig()
+    cfg = RecoveryConfig(
+        dir=t.get("dir", str, d.dir),
+        snapshot_interval=t.duration("snapshot_interval", d.snapshot_interval),
+        backup_interval=t.duration("backup_interval", d.backup_interval),
+    )
+    t.done()
+    return cfg
+
+
+def from_dict(data: dict[str, Any]) -> Config:
+    root = _Table(data, "")
+    shards = root.positive_int("shards", Config().shards)
+    triggers = root.table("triggers")
+    cart = _cart(triggers.table("cart_abandonment"))
+    triggers.done()
+    caps_t = root.table("caps")
+    caps_d = CapsConfig()
+    caps = CapsConfig(
+        max_emails=caps_t.positive_int("max_emails", caps_d.max_emails),
+        window=caps_t.duration("window", caps_d.window),
+    )
+    caps_t.done()
+    cfg = Config(
+        shards=shards,
+        kafka=_kafka(root.table("kafka")),
+        events=_events(root.table("events")),
+        cart=cart,
+        caps=caps,
+        quiet_hours=_quiet_hours(root.table("quiet_hours")),
+        render=_strings_table(root.table("render"), RenderConfig, RenderConfig()),
+        delivery=_delivery(root.table("delivery")),
+        outputs=_strings_table(root.table("outputs"), OutputsConfig, OutputsConfig()),
+        recovery=_recovery(root.table("recovery")),
+    )
+    root.done()
+    return cfg
+
+
+def load_text(text: str, origin: str = "<config>") -> Config:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(origin, f"not valid TOML: {exc}") from None
+    return from_dict(data)
+
+
+def load(path: str | Path | None) -> Config:
+    """Read a config file; None gives the defaults."""
+    if path is None:
+        return Config()
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(p), f"cannot read: {exc.strerror}") from None
+    return load_text(text, str(p))

@@ -1,0 +1,223 @@
+"""The records that travel between stages: frozen, slotted, validated once at the edge.
+
+Item shapes through the dataflow (see flows/dataflow.py):
+
+    RawChunk       source partition -> parse     raw bytes with their source positions
+    ParsedChunk    parse -> route                events, dead letters, the partition watermark
+    ShardChunk     route -> customers            a shard's share of one ParsedChunk
+    Decision       customers -> decide -> log    what happened to one journey stage
+    ShardMark      customers -> decide           a shard's watermark after a batch
+    Email          render -> deliver             a rendered message ready for a transport
+    DeadLetter     any stage -> dead letters     the original bytes, where they came from, why
+
+Times are int milliseconds since the epoch (UTC), see nudge.timefmt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class Kind:
+    """Event kinds as small ints: cheap to compare and to store in compact records."""
+
+    PRODUCT_VIEWED = 1
+    PRODUCT_ADDED = 2
+    PRODUCT_REMOVED = 3
+    CART_VIEWED = 4
+    CHECKOUT_STARTED = 5
+    ORDER_COMPLETED = 6
+    IDENTIFY = 7
+    UNSUBSCRIBED = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a record came from: a Kafka (topic, partition, offset) or a (file, -1, line)."""
+
+    source: str
+    partition: int
+    offset: int
+
+    def describe(self) -> str:
+        if self.partition < 0:
+            return f"{self.source}:{self.offset}"
+        return f"{self.source}[{self.partition}]@{self.offset}"
+
+
+@dataclass(frozen=True, slots=True)
+class RawChunk:
+    """One batch read from one source partition, in partition order.
+
+    `heartbeat` is a wall-clock watermark proposal sent by a live source only when its
+    partition is caught up and idle; `final` marks the last chunk of a bounded partition.
+    """
+
+    part: str
+    n_parts: int
+    source: str
+    partition: int
+    records: list[tuple[int, bytes]]
+    heartbeat: int | None = None
+    final: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Product:
+    product_id: str
+    name: str
+    price: float
+    quantity: int
+    category: str
+    image_url: str
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class Traits:
+    """Profile fields from `identify`; None means "not given in this call", not "erase"."""
+
+    email: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    timezone: str | None = None
+    marketing_consent: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A validated shop event.
+
+    `ts` is the effective event time: the producer's timestamp, raised to the partition's
+    watermark when the record arrived later than the allowed lateness (see flows/parse.py).
+    """
+
+    kind: int
+    customer_id: str
+    ts: int
+    message_key: int
+    offset: int
+    products: tuple[Product, ...] = ()
+    order_id: str | None = None
+    revenue: float = 0.0
+    traits: Traits | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An input or a send that could not be processed, kept with everything needed to retry."""
+
+    stage: str
+    reason: str
+    detail: str
+    position: Position | None
+    raw: bytes
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "stage": self.stage,
+            "reason": self.reason,
+            "detail": self.detail,
+            "source": self.position.source if self.position else None,
+            "partition": self.position.partition if self.position else None,
+            "offset": self.position.offset if self.position else None,
+            "raw": self.raw.decode("utf-8", "backslashreplace"),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedChunk:
+    part: str
+    n_parts: int
+    events: list[Event]
+    dead: list[DeadLetter]
+    watermark: int | None
+    final: bool
+    max_ts: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ShardChunk:
+    part: str
+    n_parts: int
+    events: list[Event]
+    watermark: int | None
+    final: bool
+    max_ts: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class CartLine:
+    product_id: str
+    name: str
+    price: float
+    quantity: int
+    category: str
+    image_url: str
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class EmailContext:
+    """What a template may know about the recipient at decision time."""
+
+    email: str
+    first_name: str | None
+    last_name: str | None
+    timezone: str | None
+    cart: tuple[CartLine, ...] = ()
+    cart_value: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of one journey stage reaching its due time. The decision log's unit."""
+
+    customer_id: str
+    trigger: str
+    episode: int
+    stage: int
+    due: int
+    outcome: str
+    reason: str | None
+    context: EmailContext | None = field(default=None, compare=False)
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"{self.customer_id}\x1f{self.trigger}\x1f{self.episode}\x1f{self.stage}"
+
+    def sort_key(self) -> tuple[int, str, str, int]:
+        return (self.due, self.customer_id, self.trigger, self.stage)
+
+
+@dataclass(frozen=True, slots=True)
+class ShardMark:
+    """A shard's watermark after a batch: decide releases decisions below the minimum."""
+
+    shard: int
+    watermark: int | None
+    final: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Email:
+    """A rendered message. `key` is the ledger's idempotency key (customer, trigger, ep, stage)."""
+
+    key: str
+    customer_id: str
+    trigger: str
+    episode: int
+    stage: int
+    due: int
+    to: str
+    from_addr: str
+    subject: str
+    preheader: str
+    html: str
+    text: str
+    headers: tuple[tuple[str, str], ...] = ()
+    tags: tuple[str, ...] = ()
+
+
+OUTCOME_SENT = "sent"
+OUTCOME_SUPPRESSED = "suppressed"
