@@ -1,0 +1,133 @@
+"""The Nudge dataflow: sources -> parse -> route -> customers -> decide -> render -> deliver.
+
+Step ids are stored schema: Bytewax recovery keys state by them, so renaming one silently
+drops its state. Add steps; never rename these.
+
+Run it with `nudge run` / `nudge replay`, or with Bytewax directly:
+
+    python -m bytewax.run "flows.dataflow:get_flow('nudge.toml')" -w 2
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+from bytewax.inputs import Source
+from bytewax.outputs import DynamicSink, FixedPartitionedSink, Sink
+
+from flows import metrics
+from flows.customers import CustomersLogic
+from flows.decide import DECIDE_KEY, DecideLogic
+from flows.parse import ParseLogic
+from flows.route import route
+from flows.sinks import dead_letter_line, dead_letters_sink, decision_line, decisions_sink
+from nudge import config as config_mod
+from nudge.config import Config
+from nudge.errors import NudgeError
+from nudge.ids import log_id
+from nudge.records import DeadLetter, Decision, Email
+from state.policy import Policy
+
+
+def _keyed(key: str, sink: Sink[Any], fmt: Any) -> tuple[Any, Sink[Any]]:
+    """Shape items for a sink: (key, line) for partitioned file sinks, raw for the rest."""
+    if isinstance(sink, FixedPartitionedSink):
+        return (lambda item: (key, fmt(item))), sink
+    return (lambda item: item), sink
+
+
+def _render_step(config: Config) -> Any:
+    from templates.render import Renderer
+
+    renderer = Renderer(config)
+
+    def render(item: tuple[str, Decision]) -> tuple[str, Email | DeadLetter]:
+        key, decision = item
+        try:
+            return key, renderer.render(decision)
+        except NudgeError as exc:
+            detail = f"customer {log_id(decision.customer_id)} {decision.trigger} " \
+                     f"stage {decision.stage}: {exc}"
+            return key, DeadLetter("render", "render_failed", detail, None,
+                                   decision.idempotency_key.encode())
+    return render
+
+
+def _default_email_sink(config: Config) -> Sink[Any]:
+    from flows.deliver import DeliverySink
+
+    dl = config.outputs.dead_letters
+    path = None if dl == "kafka" else Path(dl).with_suffix(".delivery.jsonl")
+    return DeliverySink(config, path)
+
+
+def build_flow(config: Config, *, source: Source[Any] | None = None,
+               sink: Sink[Any] | None = None, dead_letter_sink: Sink[Any] | None = None,
+               email_sink: Sink[Any] | None = None) -> Dataflow:
+    """The dataflow for `config`. Tests inject any of the source and sinks.
+
+    `sink` receives Decision records (the decision log); the default writes JSON lines to
+    `outputs.decisions`. `dead_letter_sink` receives DeadLetter records; `email_sink`
+    receives (key, Email) pairs; the default delivers through the configured transport.
+    """
+    if source is None:
+        from sources.kafka import KafkaEventSource
+
+        source = KafkaEventSource(config.kafka, config.events)
+    policy = Policy.from_config(config)
+    events_cfg = config.events
+
+    flow = Dataflow("nudge")
+    raw = op.input("sources", flow, source)
+    # (partition key, RawChunk): a batch of one source partition, in partition order
+    parsed = op.stateful_batch("parse", raw, partial(ParseLogic, events_cfg))
+    # (partition key, ParsedChunk): events with effective times, dead letters, watermark
+    bad_input = op.flat_map("dead_letters", parsed, lambda item: item[1].dead)
+    # DeadLetter
+    routed = op.flat_map("route", parsed, partial(route, shards=config.shards))
+    # (shard key, ShardChunk): a shard's events of one chunk, then the partition's tick
+    shards = op.stateful_batch(
+        "customers", routed, partial(CustomersLogic, policy, events_cfg.dedup_window))
+    # (shard key, Decision | ShardMark)
+    to_decide = op.map("to_decide", shards, lambda item: (DECIDE_KEY, item[1]))
+    # ("decide", Decision | ShardMark)
+    decided = op.stateful_batch("decide", to_decide, partial(DecideLogic, config.shards))
+    # ("decide", Decision), in (due, customer, trigger, stage) order
+    decisions = op.map("decisions", decided, lambda item: item[1])
+    # Decision
+    fmt, log_sink = _keyed("decisions", sink or decisions_sink(config), decision_line)
+    op.output("decision_log", op.map("decision_lines", decisions, fmt), log_sink)
+
+    sent = op.filter("sent", decided, lambda item: item[1].outcome == "sent")
+    # ("decide", Decision) with outcome "sent"
+    rendered = op.map("render", sent, _render_step(config))
+    # ("decide", Email | DeadLetter)
+    split = op.branch("rendered_ok", rendered, lambda item: isinstance(item[1], Email))
+    bad_render = op.map("render_dead_letters", split.falses, lambda item: item[1])
+    op.output("deliver", split.trues, email_sink or _default_email_sink(config))
+
+    all_bad = op.merge("all_dead_letters", bad_input, bad_render)
+    # DeadLetter
+    fmt, dl_sink = _keyed("dead_letters", dead_letter_sink or dead_letters_sink(config),
+                          dead_letter_line)
+    op.output("dead_letter_out", op.map("dead_letter_lines", all_bad, fmt), dl_sink)
+    return flow
+
+
+def get_flow(config_path: str | None = None, *inputs: str) -> Dataflow:
+    """Entry point for `python -m bytewax.run`: a config file, and JSONL files to replay
+    (without files the source is the Kafka topic of the config)."""
+    config = config_mod.load(config_path)
+    source: Source[Any] | None = None
+    if inputs:
+        from sources.files import JsonlSource
+
+        source = JsonlSource(list(inputs), config.events.batch_size)
+    return build_flow(config, source=source)
+
+
+__all__ = ["DynamicSink", "build_flow", "get_flow", "metrics"]

@@ -1,0 +1,236 @@
+"""The `nudge` command line.
+
+    nudge demo                      replay the bundled sample; emails into an outbox folder
+    nudge replay FILES --decisions OUT [--config C] [--outbox DIR]
+    nudge run --config C            the live Kafka flow, with recovery when configured
+    nudge recovery init --config C  create the recovery store once, before the first run
+    nudge preview --config C        render a template for a sample customer to HTML
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import logging
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from nudge import config as config_mod
+from nudge.config import Config
+from nudge.errors import NudgeError
+
+log = logging.getLogger("nudge")
+
+DEMO_DIR = Path("var/demo")
+
+
+def _with(cfg: Any, **changes: Any) -> Any:
+    return dataclasses.replace(cfg, **changes)
+
+
+def _load(args: argparse.Namespace) -> Config:
+    return config_mod.load(args.config)
+
+
+def _run(flow: Any, *, workers: int = 1, process_id: int | None = None,
+         addresses: list[str] | None = None, config: Config | None = None) -> None:
+    from bytewax.recovery import RecoveryConfig
+    from bytewax.run import cli_main
+
+    recovery = None
+    epoch = timedelta(seconds=10)
+    if config is not None and config.recovery.dir:
+        rdir = Path(config.recovery.dir)
+        if not rdir.is_dir() or not any(rdir.iterdir()):
+            raise NudgeError(
+                f"config recovery.dir: {rdir} has no recovery store; create it once with "
+                f"`nudge recovery init --config ...` (python -m bytewax.recovery {rdir} N)")
+        recovery = RecoveryConfig(str(rdir),
+                                  timedelta(milliseconds=config.recovery.backup_interval))
+        epoch = timedelta(milliseconds=config.recovery.snapshot_interval)
+    cli_main(flow, workers_per_process=workers, process_id=process_id, addresses=addresses,
+             epoch_interval=epoch, recovery_config=recovery)
+
+
+def summarize(decisions: Path, dead_letters: Path | None, outbox: Path | None) -> str:
+    counts: collections.Counter[tuple[str, str, str]] = collections.Counter()
+    customers = set()
+    if decisions.exists():
+        with decisions.open("rb") as f:
+            for line in f:
+                d = orjson.loads(line)
+                counts[(d["trigger"], d["outcome"], d["reason"] or "")] += 1
+                customers.add(d["customer_id"])
+    lines = [f"decisions: {sum(counts.values())} for {len(customers)} customers ({decisions})"]
+    for (trigger, outcome, reason), n in sorted(counts.items()):
+        lines.append(f"  {trigger:<20} {outcome:<11} {reason or '-':<15} {n:>7}")
+    for path in (dead_letters, dead_letters.with_suffix(".delivery.jsonl")
+                 if dead_letters else None):
+        if path is not None and path.exists():
+            reasons: collections.Counter[str] = collections.Counter()
+            with path.open("rb") as f:
+                for line in f:
+                    reasons[orjson.loads(line)["reason"]] += 1
+            detail = ", ".join(f"{r} {n}" for r, n in reasons.most_common())
+            lines.append(f"dead letters: {sum(reasons.values())} ({path}){': ' if detail else ''}"
+                         f"{detail}")
+    if outbox is not None:
+        emails = len(list(outbox.glob("*.eml"))) if outbox.exists() else 0
+        index = outbox / "index.html"
+        lines.append(f"emails in outbox: {emails} -> open {index.resolve()}")
+    return "\n".join(lines)
+
+
+def replay(files: list[str], config: Config, *, decisions: str, outbox: str | None,
+           dead_letters: str | None, workers: int) -> Config:
+    from flows.dataflow import build_flow
+    from sources.files import JsonlSource
+
+    outputs = _with(config.outputs, decisions=decisions,
+                    dead_letters=dead_letters or config.outputs.dead_letters)
+    delivery = config.delivery
+    if outbox is not None:
+        delivery = _with(delivery, transport="outbox", outbox_dir=outbox)
+    config = _with(config, outputs=outputs, delivery=delivery)
+    for path in (decisions, outputs.dead_letters):
+        if path != "kafka":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).unlink(missing_ok=True)
+    delivery_dl = Path(outputs.dead_letters).with_suffix(".delivery.jsonl")
+    delivery_dl.unlink(missing_ok=True)
+    flow = build_flow(config, source=JsonlSource(files, config.events.batch_size))
+    _run(flow, workers=workers)
+    return config
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    cfg = replay(args.files, _load(args), decisions=args.decisions, outbox=args.outbox,
+                 dead_letters=args.dead_letters, workers=args.workers)
+    outbox = Path(cfg.delivery.outbox_dir) if cfg.delivery.transport == "outbox" else None
+    dl = None if cfg.outputs.dead_letters == "kafka" else Path(cfg.outputs.dead_letters)
+    print(summarize(Path(args.decisions), dl, outbox))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    sample = Path(__file__).parent / "data" / "sample-events.jsonl"
+    out = Path(args.out)
+    base = _load(args)
+    # A fresh ledger each demo run: the demo shows every email, not only new ones.
+    ledger = out / "ledger"
+    if ledger.exists():
+        import shutil
+
+        shutil.rmtree(ledger)
+    cfg = _with(base, delivery=_with(base.delivery, ledger_dir=str(ledger)))
+    outbox = out / "outbox"
+    if outbox.exists():
+        for f in outbox.iterdir():
+            if f.is_file():
+                f.unlink()
+    replay([str(sample)], cfg, decisions=str(out / "decisions.jsonl"), outbox=str(outbox),
+           dead_letters=str(out / "dead-letters.jsonl"), workers=1)
+    print(f"replayed {sample.name} through the dataflow")
+    print(summarize(out / "decisions.jsonl", out / "dead-letters.jsonl", outbox))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from flows.dataflow import build_flow
+    from sources.kafka import KafkaEventSource
+
+    cfg = _load(args)
+    if args.bounded:
+        cfg = _with(cfg, kafka=_with(cfg.kafka, tail=False))
+    flow = build_flow(cfg, source=KafkaEventSource(cfg.kafka, cfg.events))
+    addresses = args.addresses.split(";") if args.addresses else None
+    _run(flow, workers=args.workers, process_id=args.process_id, addresses=addresses,
+         config=cfg)
+    return 0
+
+
+def cmd_recovery_init(args: argparse.Namespace) -> int:
+    from bytewax.recovery import init_db_dir
+
+    cfg = _load(args)
+    if not cfg.recovery.dir:
+        raise NudgeError("config recovery.dir: not set; nothing to initialise")
+    rdir = Path(cfg.recovery.dir)
+    rdir.mkdir(parents=True, exist_ok=True)
+    if any(rdir.iterdir()):
+        print(f"{rdir} already holds a recovery store; leaving it as it is")
+        return 0
+    init_db_dir(rdir, args.partitions)
+    print(f"created a recovery store with {args.partitions} partitions in {rdir}")
+    return 0
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    from templates.render import preview
+
+    path = preview(_load(args), args.trigger, Path(args.out))
+    print(f"wrote {path}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nudge", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sp.add_argument("--config", help="TOML config file (defaults apply to what it omits)")
+        return sp
+
+    demo = with_config(sub.add_parser("demo", help="replay the bundled sample into an outbox"))
+    demo.add_argument("--out", default=str(DEMO_DIR))
+    demo.set_defaults(func=cmd_demo)
+
+    rp = with_config(sub.add_parser("replay", help="replay JSONL files through the dataflow"))
+    rp.add_argument("files", nargs="+", help="one partition per file, split by customer")
+    rp.add_argument("--decisions", required=True, help="decision log to write (JSONL)")
+    rp.add_argument("--outbox", help="write emails as .eml files here (outbox transport)")
+    rp.add_argument("--dead-letters", help="dead letters file (default: outputs.dead_letters)")
+    rp.add_argument("--workers", type=int, default=1)
+    rp.set_defaults(func=cmd_replay)
+
+    run = with_config(sub.add_parser("run", help="run the Kafka dataflow"))
+    run.add_argument("--workers", type=int, default=1, help="worker threads in this process")
+    run.add_argument("--process-id", type=int, help="this process's index in a cluster")
+    run.add_argument("--addresses", help='cluster addresses "host:port;host:port"')
+    run.add_argument("--bounded", action="store_true",
+                     help="stop at the end of the topic (replay) instead of tailing it")
+    run.set_defaults(func=cmd_run)
+
+    rec = sub.add_parser("recovery", help="manage the Bytewax recovery store")
+    rec_sub = rec.add_subparsers(dest="recovery_command", required=True)
+    init = with_config(rec_sub.add_parser("init", help="create the store (once)"))
+    init.add_argument("--partitions", type=int, default=1)
+    init.set_defaults(func=cmd_recovery_init)
+
+    pv = with_config(sub.add_parser("preview", help="render a template to an HTML file"))
+    pv.add_argument("--trigger", default="cart_abandonment")
+    pv.add_argument("--out", default="var/preview.html")
+    pv.set_defaults(func=cmd_preview)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except NudgeError as exc:
+        print(f"nudge: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
