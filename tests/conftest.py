@@ -1,0 +1,1 @@
+"""Shared fixtures. The Kafka broker fixture lives in tests/broker.py."""

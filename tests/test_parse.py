@@ -1,0 +1,133 @@
+"""The edge: every kind of bad record becomes a dead letter with a reason; good ones parse."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from flows.parse import Limits, PartitionClock, parse_chunk, parse_record
+from nudge.config import EventsConfig
+from nudge.errors import InputError
+from nudge.records import Event, Kind, RawChunk
+from tests.events import add, identify, product, track
+
+LIMITS = Limits.from_config(EventsConfig(max_payload_bytes=4096), now_ms=1_800_000_000_000)
+
+
+def reason(raw: bytes) -> str:
+    with pytest.raises(InputError) as info:
+        parse_record(raw, LIMITS)
+    return info.value.reason
+
+
+def doc(**fields: object) -> bytes:
+    base: dict[str, object] = {"type": "track", "event": "Product Added", "userId": "c1",
+                               "timestamp": "2026-10-05T10:00:00Z", "properties": product()}
+    base.update(fields)
+    return orjson.dumps({k: v for k, v in base.items() if v is not None})
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    (b'{"type": "track", "event": ', "invalid_json"),
+    (b"\xff\xfe{}", "invalid_utf8"),
+    (b"[1, 2]", "not_an_object"),
+    (b"42", "not_an_object"),
+    (b"", "empty_record"),
+    (b"   ", "empty_record"),
+    (b'{"a": NaN}', "invalid_json"),
+    (doc(type="page"), "unknown_type"),
+    (doc(event="Product Teleported"), "unknown_event"),
+    (doc(userId=None), "missing_id"),
+    (doc(timestamp=None), "missing_timestamp"),
+    (doc(timestamp="yesterday"), "bad_timestamp"),
+    (doc(timestamp="2026-10-05T10:00:00"), "bad_timestamp"),
+    (doc(timestamp=1791199740), "bad_timestamp"),
+    (doc(timestamp="1970-01-02T00:00:00Z"), "timestamp_out_of_range"),
+    (doc(timestamp="2099-01-01T00:00:00Z"), "timestamp_out_of_range"),
+    (doc(properties=product(price="9.99")), "wrong_type"),
+    (doc(properties=product(price=-1.0)), "out_of_range"),
+    (doc(properties=product(quantity=-2)), "out_of_range"),
+    (doc(properties=product(quantity=1.5)), "wrong_type"),
+    (doc(properties=[1]), "wrong_type"),
+    (doc(properties={"name": "no id"}), "missing_field"),
+    (doc(messageId=7), "wrong_type"),
+    (doc(userId={"id": 1}), "wrong_type"),
+    (doc(userId="x" * 300), "field_too_long"),
+    (b'{"type":"identify","userId":"c1","timestamp":"2026-10-05T10:00:00Z",'
+     b'"traits":{"email":"not-an-address"}}', "invalid_email"),
+    (b'{"type":"identify","userId":"c1","timestamp":"2026-10-05T10:00:00Z",'
+     b'"traits":{"timezone":"Mars/Olympus"}}', "invalid_timezone"),
+    (b'{"type":"identify","userId":"c1","timestamp":"2026-10-05T10:00:00Z",'
+     b'"traits":{"marketing_consent":"yes"}}', "wrong_type"),
+    (b'{"type":"track","event":"Order Completed","userId":"c1",'
+     b'"timestamp":"2026-10-05T10:00:00Z","properties":{"revenue":"lots"}}', "wrong_type"),
+    (b'{"type":"track","event":"Order Completed","userId":"c1",'
+     b'"timestamp":"2026-10-05T10:00:00Z","properties":{"products":{"a":1}}}', "wrong_type"),
+    (b"[" * 2000 + b"]" * 2000, "invalid_json"),
+])
+def test_bad_records_are_rejected_with_a_reason(raw: bytes, expected: str) -> None:
+    assert reason(raw) == expected
+
+
+def test_oversize_payload_is_rejected_before_parsing() -> None:
+    raw = doc(properties=product(name="x" * 5000))
+    assert reason(raw) == "payload_too_large"
+
+
+def test_v2_names_and_v1_aliases_parse_to_the_same_kind() -> None:
+    for v2, v1 in [("Product Added", "Added Product"), ("Order Completed", "Completed Order"),
+                   ("Product Viewed", "Viewed Product"), ("Cart Viewed", "Viewed Cart"),
+                   ("Checkout Started", "Started Checkout"),
+                   ("Product Removed", "Removed Product")]:
+        assert parse_record(doc(event=v2), LIMITS).kind == parse_record(doc(event=v1), LIMITS).kind
+
+
+def test_good_track_event_fields() -> None:
+    ev = parse_record(add("c9", 0, pid="sku-7", qty=3), LIMITS)
+    assert (ev.kind, ev.customer_id, ev.products[0].product_id, ev.products[0].quantity) == (
+        Kind.PRODUCT_ADDED, "c9", "sku-7", 3)
+    assert ev.ts == 1791194400000
+
+
+def test_anonymous_id_keys_when_user_id_is_absent() -> None:
+    ev = parse_record(doc(userId=None, anonymousId="anon-1"), LIMITS)
+    assert ev.customer_id == "anon-1"
+
+
+def test_identify_traits() -> None:
+    ev = parse_record(identify("c1", 0, email="ann@example.com", consent=False,
+                               tz="Europe/Berlin"), LIMITS)
+    assert ev.kind == Kind.IDENTIFY and ev.traits is not None
+    assert (ev.traits.email, ev.traits.marketing_consent, ev.traits.timezone) == (
+        "ann@example.com", False, "Europe/Berlin")
+
+
+def test_ignored_names_are_counted_not_dead_lettered() -> None:
+    limits = Limits.from_config(EventsConfig(ignore=("Signed In",)), now_ms=1_800_000_000_000)
+    chunk = RawChunk("p", 1, "f", -1, [(1, track("Signed In", "c1", 0)), (2, b"{")])
+    events, dead, ignored = parse_chunk(chunk, limits)
+    assert (len(events), [d.reason for d in dead], ignored) == (0, ["invalid_json"], 1)
+    assert dead[0].position is not None and dead[0].position.offset == 2
+    assert dead[0].raw == b"{"
+
+
+def _ev(ts: int) -> Event:
+    return Event(Kind.PRODUCT_VIEWED, "c", ts, "", 0)
+
+
+def test_partition_clock_raises_late_events_to_the_watermark() -> None:
+    clock = PartitionClock(lateness=100)
+    out = clock.admit([_ev(1000), _ev(950), _ev(2000), _ev(1500), _ev(1950)])
+    assert [e.ts for e in out] == [1000, 950, 2000, 1900, 1950]
+    assert clock.late == 1
+    assert clock.tick() == (1900, True)
+    assert clock.tick() == (1900, False)
+
+
+def test_partition_clock_heartbeat_moves_an_idle_partition() -> None:
+    clock = PartitionClock(lateness=100)
+    clock.admit([_ev(1000)])
+    clock.tick()
+    clock.observe_heartbeat(5000)
+    assert clock.tick() == (5000, True)
+    assert [e.ts for e in clock.admit([_ev(4000)])] == [5000]
