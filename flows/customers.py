@@ -9,6 +9,7 @@ makes `snapshot()` the shard's commit.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from bytewax.operators import StatefulBatchLogic
@@ -31,8 +32,10 @@ class CustomersLogic(StatefulBatchLogic[ShardChunk, Decision | ShardMark, dict[s
         if self.shard.stats["duplicates"] != dups:
             metrics.DUPLICATES.labels(str(self.shard.shard)).inc(self.shard.stats["duplicates"] - dups)
         out: list[Decision | ShardMark] = list(decisions)
-        for d in decisions:
-            metrics.DECISIONS.labels(d.trigger, d.outcome, d.reason or "").inc()
+        if decisions:
+            counts = Counter((d.trigger, d.outcome, d.reason or "") for d in decisions)
+            for labels, n in counts.items():
+                metrics.DECISIONS.labels(*labels).inc(n)
         if mark is not None:
             out.append(mark)
         return out, False

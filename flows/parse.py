@@ -236,6 +236,62 @@ def _timestamp(doc: dict[str, Any], limits: Limits) -> int:
     return ts
 
 
+_SINGLE_PRODUCT = {name: kind for name, kind in TRACK_NAMES.items()
+                   if kind in (Kind.PRODUCT_VIEWED, Kind.PRODUCT_ADDED, Kind.PRODUCT_REMOVED)}
+_MINUTES: dict[str, int] = {}
+
+
+def _minute(prefix: str) -> int:
+    """'2026-10-05T08:12' -> ms, cached: a partition's events share few minutes."""
+    base = _MINUTES.get(prefix)
+    if base is None:
+        try:
+            base = round(datetime.fromisoformat(prefix + "+00:00").timestamp() * 1000)
+        except ValueError:
+            base = -1
+        if len(_MINUTES) > 50_000:
+            _MINUTES.clear()
+        _MINUTES[prefix] = base
+    return base
+
+
+def _fast(doc: dict[str, Any], limits: Limits, offset: int) -> Event | None:
+    """The hot path: a track event about one product, fields of the usual types and the
+    timestamp in the usual '2026-10-05T08:12:33.120Z' shape. Returns None for anything
+    else, which the full path then parses (or rejects, naming the field). Both paths give
+    the same Event for the same record (tests/test_parse.py checks it)."""
+    get = doc.get
+    if get("type") != "track":
+        return None
+    kind = _SINGLE_PRODUCT.get(get("event"))  # type: ignore[arg-type]
+    cid, mid, ts_text, props = get("userId"), get("messageId", ""), get("timestamp"), \
+        get("properties")
+    if (kind is None or type(cid) is not str or not 0 < len(cid) <= MAX_ID
+            or type(mid) is not str or type(ts_text) is not str or len(ts_text) != 24
+            or ts_text[23] != "Z" or ts_text[19] != "." or ts_text[16] != ":"
+            or type(props) is not dict):
+        return None
+    sec, milli = ts_text[17:19], ts_text[20:23]
+    base = _minute(ts_text[:16])
+    if base < 0 or not (sec.isdigit() and milli.isdigit() and sec.isascii()
+                        and milli.isascii() and sec < "60"):
+        return None
+    ts = base + int(sec) * 1000 + int(milli)
+    if ts < limits.min_ts or ts > limits.max_ts:
+        return None
+    pget = props.get
+    pid, name, price, qty = pget("product_id"), pget("name"), pget("price", 0.0), \
+        pget("quantity", 1)
+    cat, img, url = pget("category", ""), pget("image_url", ""), pget("url", "")
+    if (type(pid) is str and 0 < len(pid) <= MAX_ID and type(name) is str
+            and len(name) <= MAX_TEXT and type(price) is float and 0.0 <= price < math.inf
+            and type(qty) is int and 0 < qty <= 10_000 and type(cat) is str
+            and len(cat) <= 128 and type(img) is str and len(img) <= MAX_TEXT
+            and type(url) is str and len(url) <= MAX_TEXT):
+        return Event(kind, cid, ts, mid, offset, (Product(pid, name, price, qty, cat, img, url),))
+    return None
+
+
 def parse_record(raw: bytes, limits: Limits, offset: int = 0) -> Event:
     """One record -> one Event. Raises InputError (dead letter) or Ignored."""
     if len(raw) > limits.max_payload:
@@ -250,8 +306,16 @@ def parse_record(raw: bytes, limits: Limits, offset: int = 0) -> Event:
         except UnicodeDecodeError:
             raise _fail("invalid_utf8", "record is not valid UTF-8") from None
         raise _fail("invalid_json", f"not valid JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise _fail("not_an_object", f"record is a JSON {type(doc).__name__}, not an object")
+    if type(doc) is dict:
+        event = _fast(doc, limits, offset)
+        if event is not None:
+            return event
+        return _full(doc, limits, offset)
+    raise _fail("not_an_object", f"record is a JSON {type(doc).__name__}, not an object")
+
+
+def _full(doc: dict[str, Any], limits: Limits, offset: int) -> Event:
+    """Every event type, every check, each failure named."""
     kind_name = doc.get("type")
     customer_id = (_text(doc, "userId", "record", limit=MAX_ID)
                    or _text(doc, "anonymousId", "record", limit=MAX_ID))

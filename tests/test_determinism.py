@@ -20,12 +20,13 @@ from tests.harness import Pipeline
 ACTIONS = ["add", "add", "remove", "order", "view", "unsub", "identify"]
 
 
-def shoppers(seed: int, customers: int, steps: int) -> list[tuple[str, bytes]]:
+def shoppers(seed: int, customers: int, steps: int,
+             gap: float = 7.0) -> list[tuple[str, bytes]]:
     rng = random.Random(seed)
     out = []
     clock = 0.0
     for _ in range(steps):
-        clock += rng.expovariate(1 / 7)  # minutes
+        clock += rng.expovariate(1 / gap)  # minutes
         user = f"u{rng.randrange(customers)}"
         action = rng.choice(ACTIONS)
         # producers are not perfectly ordered: jitter within a few minutes

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from flows.parse import Limits, PartitionClock, parse_chunk, parse_record
+from flows.parse import Limits, PartitionClock, _fast, _full, parse_chunk, parse_record
 from nudge.config import EventsConfig
 from nudge.errors import InputError
 from nudge.records import Event, Kind, RawChunk
@@ -131,3 +133,33 @@ def test_partition_clock_heartbeat_moves_an_idle_partition() -> None:
     clock.observe_heartbeat(5000)
     assert clock.tick() == (5000, True)
     assert [e.ts for e in clock.admit([_ev(4000)])] == [5000]
+
+
+_field_values = st.one_of(st.none(), st.text(max_size=6), st.integers(-3, 3),
+                          st.floats(allow_nan=False), st.booleans())
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    event=st.sampled_from(["Product Viewed", "Added Product", "Product Removed", "Bogus"]),
+    user=st.one_of(st.text(min_size=0, max_size=4), st.integers(0, 9), st.none()),
+    ts=st.sampled_from(["2026-10-05T10:00:07.250Z", "2026-10-05T10:00:61.250Z",
+                        "2026-10-05T10:00:0x.250Z", "2026-13-05T10:00:07.250Z",
+                        "2026-10-05T10:00:07.25Z", "2026-10-05T10:00:07.250+01:00",
+                        "2026-10-05T10:00:\u0661\u0662.250Z"]),
+    price=_field_values, qty=_field_values, name=_field_values, pid=_field_values,
+)
+def test_fast_path_and_full_path_agree(event: str, user: object, ts: str, price: object,
+                                       qty: object, name: object, pid: object) -> None:
+    props = {k: v for k, v in {"product_id": pid, "name": name, "price": price,
+                               "quantity": qty, "category": "c"}.items() if v is not None}
+    raw = orjson.dumps({"type": "track", "event": event, "userId": user, "messageId": "m",
+                        "timestamp": ts, "properties": props})
+    doc_ = orjson.loads(raw)
+    fast = _fast(doc_, LIMITS, 3)
+    try:
+        full: Event | str = _full(doc_, LIMITS, 3)
+    except InputError as exc:
+        full = exc.reason
+    if fast is not None:
+        assert fast == full
