@@ -30,7 +30,8 @@ class CustomersLogic(StatefulBatchLogic[ShardChunk, Decision | ShardMark, dict[s
         dups = self.shard.stats["duplicates"]
         decisions, mark = self.shard.process(values)
         if self.shard.stats["duplicates"] != dups:
-            metrics.DUPLICATES.labels(str(self.shard.shard)).inc(self.shard.stats["duplicates"] - dups)
+            new = self.shard.stats["duplicates"] - dups
+            metrics.DUPLICATES.labels(str(self.shard.shard)).inc(new)
         out: list[Decision | ShardMark] = list(decisions)
         if decisions:
             counts = Counter((d.trigger, d.outcome, d.reason or "") for d in decisions)

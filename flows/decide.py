@@ -30,7 +30,7 @@ class Decider:
         self.marks: dict[int, tuple[int | None, bool]] = {}
         if resume is not None:
             self.pending = list(resume["pending"])
-            self.marks = {int(k): tuple(v) for k, v in resume["marks"].items()}  # type: ignore[misc]
+            self.marks = {int(k): (v[0], v[1]) for k, v in resume["marks"].items()}
 
     def watermark(self) -> tuple[int | None, bool]:
         if len(self.marks) < self.shards:

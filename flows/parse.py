@@ -36,7 +36,6 @@ import orjson
 from bytewax.operators import StatefulBatchLogic
 
 from flows import metrics
-
 from nudge.config import EventsConfig
 from nudge.errors import InputError
 from nudge.records import (
@@ -92,7 +91,7 @@ class Limits:
                    frozenset(events.ignore))
 
 
-class Ignored(Exception):  # noqa: N818 - a control-flow signal, not an error
+class Ignored(Exception):
     """A well-formed event whose name the config lists under `events.ignore`."""
 
 

@@ -31,7 +31,7 @@ def route(item: tuple[str, ParsedChunk], shards: int) -> list[tuple[str, ShardCh
             buckets[s] = [ev]
         else:
             bucket.append(ev)
-    tick = chunk.watermark is not None and chunk.tick or chunk.final
+    tick = (chunk.watermark is not None and chunk.tick) or chunk.final
     targets = range(shards) if tick else sorted(buckets)
     return [
         (shard_key(s), ShardChunk(s, chunk.part, chunk.n_parts, buckets.get(s, []),

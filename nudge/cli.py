@@ -141,8 +141,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from flows.dataflow import build_flow
     from sources.kafka import KafkaEventSource
+
+    from flows.dataflow import build_flow
 
     cfg = _load(args)
     if args.bounded:

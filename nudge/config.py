@@ -13,6 +13,8 @@ nudge.errors.ConfigError: config caps.window: invalid duration '1x' (use e.g. 30
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -226,7 +228,8 @@ def _clock(table: _Table, name: str, default: int) -> int:
         if not (0 <= int(hours) < 24 and 0 <= int(minutes) < 60):
             raise ValueError
     except ValueError:
-        raise ConfigError(table.key(name), f"expected a local time like '21:00', got {value!r}")
+        raise ConfigError(table.key(name),
+                          f"expected a local time like '21:00', got {value!r}") from None
     return total
 
 
@@ -276,7 +279,7 @@ def _cart(t: _Table) -> CartConfig:
             raise ConfigError(f"{t.key('stages')}[{i}]", str(exc)) from None
     if raw and not stages:
         raise ConfigError(t.key("stages"), "needs at least one delay")
-    if any(b <= a for a, b in zip(stages, stages[1:], strict=False)):
+    if any(b <= a for a, b in itertools.pairwise(stages)):
         raise ConfigError(t.key("stages"), "delays must increase (e.g. ['1h', '24h'])")
     if stages and stages[0] <= 0:
         raise ConfigError(f"{t.key('stages')}[0]", "the first delay must be positive")
@@ -311,7 +314,8 @@ def _quiet_hours(t: _Table) -> QuietHoursConfig:
 
 def _strings_table(t: _Table, cls: type, defaults: Any) -> Any:
     values = {}
-    for name in cls.__dataclass_fields__:
+    for f in dataclasses.fields(cls):
+        name = f.name
         default = getattr(defaults, name)
         if isinstance(default, bool):
             values[name] = t.get(name, bool, default)

@@ -63,8 +63,7 @@ def on_event(c: Customer, ev: Event, policy: Policy) -> bool:
         if not c.cart:
             _close(c)
             return False
-        if ev.ts > c.last_activity:
-            c.last_activity = ev.ts
+        c.last_activity = max(c.last_activity, ev.ts)
         _schedule(c, policy)
         return True
     if kind == Kind.ORDER_COMPLETED:
@@ -109,8 +108,8 @@ def reach(c: Customer, customer_id: str, until: int, inclusive: bool,
         c.next_stage = stage
         if stage < len(policy.stages):
             _schedule(c, policy)
-            if c.due < due:  # a long deferral overtook the next stage: it is due now
-                c.due = due
+            # a long deferral may have overtaken the next stage: then it is due now
+            c.due = max(c.due, due)
         else:
             _close(c)
     return out

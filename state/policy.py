@@ -6,7 +6,8 @@ then the cap. A capped stage is suppressed, not deferred.
 
 >>> from nudge.config import QuietHoursConfig
 >>> qh = QuietHoursConfig(enabled=True, start=21 * 60, end=8 * 60)
->>> quiet_until(parse_iso("2026-10-05T22:30:00+00:00"), "UTC", qh) == parse_iso("2026-10-06T08:00:00Z")
+>>> end = quiet_until(parse_iso("2026-10-05T22:30:00+00:00"), "UTC", qh)
+>>> end == parse_iso("2026-10-06T08:00:00Z")
 True
 >>> quiet_until(parse_iso("2026-10-05T12:00:00Z"), "UTC", qh) is None
 True

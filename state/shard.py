@@ -155,7 +155,7 @@ class Shard:
 
     def _mark(self) -> ShardMark | None:
         state = self.watermark()
-        if state == self.emitted or state[0] is None and not state[1]:
+        if state == self.emitted or (state[0] is None and not state[1]):
             return None
         self.emitted = state
         return ShardMark(self.shard, state[0], state[1])
@@ -197,4 +197,4 @@ class Shard:
         self.seen_order = deque(tuple(x) for x in snap["seen"])
         self.seen = {mid: ts for ts, mid in self.seen_order}
         emitted = snap["emitted"]
-        self.emitted = tuple(emitted) if emitted is not None else None  # type: ignore[assignment]
+        self.emitted = (emitted[0], emitted[1]) if emitted is not None else None

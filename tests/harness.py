@@ -40,7 +40,7 @@ class Pipeline:
         out: list[Decision] = []
         for pc in parsed:
             self.dead.extend(pc.dead)
-            for key, sc in route((pc.part, pc), self.config.shards):
+            for _key, sc in route((pc.part, pc), self.config.shards):
                 decisions, mark = self.shards[sc.shard].process([sc])
                 items: list = list(decisions)
                 if mark is not None:

@@ -32,15 +32,19 @@ def shoppers(seed: int, customers: int, steps: int,
         # producers are not perfectly ordered: jitter within a few minutes
         t = max(0.0, clock - rng.uniform(0, 3))
         pid = f"sku-{rng.randrange(3)}"
-        raw = {
-            "add": lambda: add(user, t, pid=pid),
-            "remove": lambda: remove(user, t, pid=pid),
-            "order": lambda: order(user, t),
-            "view": lambda: view(user, t, pid=pid),
-            "unsub": lambda: track("Unsubscribed", user, t),
-            "identify": lambda: identify(user, t, consent=rng.random() < 0.8,
-                                         tz=rng.choice([None, "Asia/Tokyo", "America/Denver"])),
-        }[action]()
+        if action == "add":
+            raw = add(user, t, pid=pid)
+        elif action == "remove":
+            raw = remove(user, t, pid=pid)
+        elif action == "order":
+            raw = order(user, t)
+        elif action == "view":
+            raw = view(user, t, pid=pid)
+        elif action == "unsub":
+            raw = track("Unsubscribed", user, t)
+        else:
+            raw = identify(user, t, consent=rng.random() < 0.8,
+                           tz=rng.choice([None, "Asia/Tokyo", "America/Denver"]))
         out.append((user, raw))
     return out
 

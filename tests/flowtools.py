@@ -1,0 +1,88 @@
+"""Helpers for flow tests: sample files, configs, and a flow that SIGKILLs itself.
+
+`crashing_flow` is run by `python -m bytewax.run` in a subprocess: its source kills the whole
+process with SIGKILL after a given number of batches, exactly like an OOM kill or a power
+cut, after Bytewax has committed some epochs. The next run resumes from recovery.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import zlib
+from pathlib import Path
+from typing import Any
+
+from bytewax.dataflow import Dataflow
+
+from flows.dataflow import build_flow
+from nudge import config as config_mod
+from sources.files import JsonlSource, _FilePartition
+
+
+def write_partitions(records: list[tuple[str, bytes]], directory: Path, parts: int) -> list[Path]:
+    """Split records by customer over `parts` files, as Kafka splits them by key."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = [directory / f"events-{i}.jsonl" for i in range(parts)]
+    files = [p.open("wb") for p in paths]
+    for user, raw in records:
+        files[zlib.crc32(user.encode()) % parts].write(raw + b"\n")
+    for f in files:
+        f.close()
+    return paths
+
+
+def write_config(path: Path, out: Path, *, shards: int = 8,
+                 **sections: dict[str, Any]) -> Path:
+    """A TOML config whose outputs, outbox and ledger all live under `out`."""
+    base: dict[str, dict[str, Any]] = {
+        "outputs": {"decisions": str(out / "decisions.jsonl"),
+                    "dead_letters": str(out / "dead-letters.jsonl")},
+        "delivery": {"transport": "outbox", "outbox_dir": str(out / "outbox"),
+                     "ledger_dir": str(out / "ledger")},
+        "render": {"strict": True},
+    }
+    for name, values in sections.items():
+        base.setdefault(name, {}).update(values)
+    lines = [f"shards = {shards}"]
+    for name, values in base.items():
+        lines.append(f"[{name}]")
+        for key, value in values.items():
+            if isinstance(value, bool):
+                lines.append(f"{key} = {'true' if value else 'false'}")
+            elif isinstance(value, int):
+                lines.append(f"{key} = {value}")
+            elif isinstance(value, list):
+                lines.append(f"{key} = [{', '.join(f'{chr(34)}{v}{chr(34)}' for v in value)}]")
+            else:
+                lines.append(f'{key} = "{value}"')
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class _CrashingPartition(_FilePartition):
+    budget = 0
+
+    def next_batch(self):  # type: ignore[no-untyped-def]
+        _CrashingPartition.budget -= 1
+        if _CrashingPartition.budget < 0:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().next_batch()
+
+
+class _CrashingSource(JsonlSource):
+    def build_part(self, step_id, for_part, resume_state):  # type: ignore[no-untyped-def]
+        part = super().build_part(step_id, for_part, resume_state)
+        part.__class__ = _CrashingPartition
+        return part
+
+
+def crashing_flow(config_path: str, crash_after: int, *files: str) -> Dataflow:
+    cfg = config_mod.load(config_path)
+    _CrashingPartition.budget = crash_after
+    return build_flow(cfg, source=_CrashingSource(list(files), batch_size=25))
+
+
+def small_batch_flow(config_path: str, *files: str) -> Dataflow:
+    cfg = config_mod.load(config_path)
+    return build_flow(cfg, source=JsonlSource(list(files), batch_size=25))
