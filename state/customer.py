@@ -106,7 +106,9 @@ def _count_category(c: Customer, category: str, ts: int) -> None:
     series = counters.get(key)
     hkey = VIEWS_HOUR + category
     if series is None:
-        if sum(1 for k in counters if k.startswith(VIEWS_DAY)) >= MAX_CATEGORIES:
+        # Two series per category plus at most four others: a cheap bound check first.
+        if len(counters) >= 2 * MAX_CATEGORIES and \
+                sum(1 for k in counters if k.startswith(VIEWS_DAY)) >= MAX_CATEGORIES:
             _forget_stalest_category(c)
         series = counters[key] = []
         counters[hkey] = []
@@ -132,11 +134,14 @@ def _forget_stalest_category(c: Customer) -> None:
     c.counters.pop(VIEWS_HOUR + stalest[len(VIEWS_DAY):], None)
 
 
-def _series(c: Customer, name: str) -> list[Any]:
+def _count(c: Customer, name: str, bucket: int, amount: float, keep: int) -> None:
     series = c.counters.get(name)
     if series is None:
-        series = c.counters[name] = []
-    return series
+        c.counters[name] = [bucket, amount]
+    elif series[-2] == bucket:
+        series[-1] += amount
+    else:
+        bump(series, bucket, amount, keep)
 
 
 def apply_facts(c: Customer, ev: Event) -> None:
@@ -157,8 +162,8 @@ def apply_facts(c: Customer, ev: Event) -> None:
             line[1] = p.price
         elif len(c.cart) < MAX_CART_LINES:
             c.cart[p.product_id] = [p.name, p.price, p.quantity, p.category, p.image_url, p.url]
-        bump(_series(c, ADDS_DAY), day(ts), 1, keep=30)
-        bump(_series(c, ADDS_HOUR), hour(ts), 1, keep=24)
+        _count(c, ADDS_DAY, ts // DAY, 1, 30)
+        _count(c, ADDS_HOUR, ts // HOUR, 1, 24)
     elif kind == Kind.PRODUCT_REMOVED:
         p = ev.products[0]
         line = c.cart.get(p.product_id)
@@ -168,8 +173,8 @@ def apply_facts(c: Customer, ev: Event) -> None:
                 del c.cart[p.product_id]
     elif kind == Kind.ORDER_COMPLETED:
         c.cart.clear()
-        bump(_series(c, ORDERS_DAY), day(ts), 1, keep=365)
-        bump(_series(c, SPEND_DAY), day(ts), ev.revenue, keep=365)
+        _count(c, ORDERS_DAY, ts // DAY, 1, 365)
+        _count(c, SPEND_DAY, ts // DAY, ev.revenue, 365)
     elif kind == Kind.IDENTIFY:
         t = ev.traits
         if t is not None:
