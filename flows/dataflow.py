@@ -10,6 +10,7 @@ Run it with `nudge run` / `nudge replay`, or with Bytewax directly:
 
 from __future__ import annotations
 
+import gc
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -118,9 +119,20 @@ def build_flow(config: Config, *, source: Source[Any] | None = None,
     return flow
 
 
+def tune_gc() -> None:
+    """Make Python's cyclic GC collect less often: the flow allocates millions of short-lived
+    tuples, and default thresholds cost ~25% of the per-event time in gen-0/1 collections
+    (measured with the benchmark). State lives in plain containers without cycles, so a
+    higher threshold costs only a little memory. Called by the entry points, not by
+    build_flow, because it changes the whole process."""
+    gc.set_threshold(100_000, 50, 100)
+    gc.freeze()
+
+
 def get_flow(config_path: str | None = None, *inputs: str) -> Dataflow:
     """Entry point for `python -m bytewax.run`: a config file, and JSONL files to replay
     (without files the source is the Kafka topic of the config)."""
+    tune_gc()
     config = config_mod.load(config_path)
     source: Source[Any] | None = None
     if inputs:
@@ -130,4 +142,4 @@ def get_flow(config_path: str | None = None, *inputs: str) -> Dataflow:
     return build_flow(config, source=source)
 
 
-__all__ = ["DynamicSink", "build_flow", "get_flow", "metrics"]
+__all__ = ["DynamicSink", "build_flow", "get_flow", "metrics", "tune_gc"]

@@ -155,6 +155,9 @@ def _run_flow(flow: Any) -> float:
 
     from bytewax.testing import run_main
 
+    from flows.dataflow import tune_gc
+
+    tune_gc()
     t = time.perf_counter()
     run_main(flow, epoch_interval=timedelta(seconds=10))
     return time.perf_counter() - t

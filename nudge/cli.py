@@ -42,6 +42,9 @@ def _run(flow: Any, *, workers: int = 1, process_id: int | None = None,
     from bytewax.recovery import RecoveryConfig
     from bytewax.run import cli_main
 
+    from flows.dataflow import tune_gc
+
+    tune_gc()
     recovery = None
     epoch = timedelta(seconds=10)
     if config is not None and config.recovery.dir:
