@@ -1,0 +1,80 @@
+"""Invariants over random shopper histories, valid and invalid records mixed (hypothesis):
+never more than the cap in a window, never an email for an episode after its order or after
+its cart emptied, never an email after a consent withdrawal with an earlier event time."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flows.parse import Limits, parse_record
+from nudge.config import CapsConfig, CartConfig, Config, EventsConfig
+from nudge.errors import InputError
+from nudge.records import Kind
+from nudge.timefmt import HOUR
+from tests.badinput import bad_records
+from tests.harness import Pipeline
+from tests.test_determinism import shoppers
+
+LIMITS = Limits.from_config(EventsConfig(), now_ms=1_800_000_000_000)
+
+
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 100_000), cap=st.integers(1, 3),
+       window_h=st.sampled_from([1, 6, 24]), stages=st.sampled_from([(1,), (1, 5), (2, 24)]),
+       bad=st.integers(0, 60))
+def test_invariants_hold(seed: int, cap: int, window_h: int, stages: tuple[int, ...],
+                         bad: int) -> None:
+    cfg = Config(shards=5, caps=CapsConfig(max_emails=cap, window=window_h * HOUR),
+                 cart=CartConfig(stages=tuple(s * HOUR for s in stages)))
+    records = [raw for _, raw in shoppers(seed, customers=6, steps=250, gap=10.0)]
+    rng = random.Random(seed)
+    for _, raw in bad_records(rng, bad):
+        records.insert(rng.randrange(len(records) + 1), raw)
+    p = Pipeline(cfg)
+    p.feed(records)
+    p.end()
+
+    assert len(p.dead) == bad
+    assert all(d.reason for d in p.dead)
+
+    # Rebuild each customer's history in arrival order (the order the engine applied it).
+    history: dict[str, list] = {}
+    for raw in records:
+        try:
+            ev = parse_record(raw, LIMITS)
+        except InputError:
+            continue
+        history.setdefault(ev.customer_id, []).append(ev)
+
+    sent: dict[str, list[int]] = {}
+    for d in p.decisions:
+        if d.outcome == "sent":
+            sent.setdefault(d.customer_id, []).append(d.due)
+    for cid, times in sent.items():
+        times.sort()
+        for i, t in enumerate(times):
+            in_window = [u for u in times[: i + 1] if u > t - window_h * HOUR]
+            assert len(in_window) <= cap, (cid, times)
+
+    for d in p.decisions:
+        if d.outcome != "sent":
+            continue
+        events = history[d.customer_id]
+        # consent: the last consent statement at or before the due time must be a "yes"
+        consent = None
+        for ev in events:
+            if ev.ts <= d.due:
+                if ev.kind == Kind.UNSUBSCRIBED:
+                    consent = False
+                elif ev.kind == Kind.IDENTIFY and ev.traits and \
+                        ev.traits.marketing_consent is not None:
+                    consent = ev.traits.marketing_consent
+        assert consent is True, d
+        # no order between the episode's opening add and the due time
+        last_add = max(ev.ts for ev in events if ev.kind == Kind.PRODUCT_ADDED and ev.ts <= d.due)
+        orders = [ev.ts for ev in events if ev.kind == Kind.ORDER_COMPLETED
+                  and last_add <= ev.ts <= d.due]
+        assert not orders, (d, orders)
