@@ -1,0 +1,82 @@
+"""The outbox transport: one RFC 5322 `.eml` file per email, plus an `index.html` preview.
+
+A file's name derives from the due time, the trigger and the idempotency key, and is
+written atomically (temp file, then rename), so re-sending a decision rewrites the same
+file: the outbox is idempotent by construction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import os
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
+
+from delivery.message import to_mime
+from nudge.errors import TransientDeliveryError
+from nudge.records import Email
+from nudge.timefmt import to_iso
+
+
+def filename(email: Email) -> str:
+    when = to_iso(email.due).replace(":", "").replace("-", "")
+    digest = hashlib.sha256(email.key.encode()).hexdigest()[:16]
+    return f"{when}-{email.trigger}-{email.stage}-{digest}.eml"
+
+
+class OutboxTransport:
+    name = "outbox"
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def send(self, email: Email) -> str:
+        path = self.directory / filename(email)
+        tmp = path.with_suffix(".tmp")
+        try:
+            tmp.write_bytes(to_mime(email).as_bytes())
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise TransientDeliveryError(f"outbox {self.directory}: {exc.strerror}") from None
+        return str(path)
+
+    def close(self) -> None:
+        write_index(self.directory)
+
+
+def _part(msg: object, subtype: str) -> str:
+    body = msg.get_body(preferencelist=(subtype,))  # type: ignore[attr-defined]
+    return body.get_content() if body is not None else ""
+
+
+def write_index(directory: Path) -> Path:
+    """A page listing every email in the folder, each previewed in a sandboxed iframe."""
+    rows = []
+    files = sorted(directory.glob("*.eml"))
+    parser = BytesParser(policy=policy.default)
+    for path in files:
+        with path.open("rb") as f:
+            msg = parser.parse(f)
+        rows.append(
+            "<section>"
+            f"<h2>{html.escape(str(msg['Subject']))}</h2>"
+            f"<p class=meta>{html.escape(str(msg['Date']))} &middot; to "
+            f"{html.escape(str(msg['To']))} &middot; <a href=\"{html.escape(path.name)}\">"
+            f"{html.escape(path.name)}</a></p>"
+            f"<iframe sandbox srcdoc=\"{html.escape(_part(msg, 'html'), quote=True)}\"></iframe>"
+            "</section>"
+        )
+    page = (
+        "<!DOCTYPE html><html><head><meta charset=utf-8><title>Nudge outbox</title><style>"
+        "body{font-family:Helvetica,Arial,sans-serif;background:#eee;margin:0;padding:24px}"
+        "section{background:#fff;margin:0 auto 24px;max-width:680px;padding:16px;"
+        "border-radius:8px}h2{font-size:17px;margin:0 0 4px}.meta{color:#777;font-size:13px}"
+        "iframe{width:100%;height:620px;border:1px solid #ddd}</style></head><body>"
+        f"<h1>Nudge outbox: {len(files)} emails</h1>" + "".join(rows) + "</body></html>"
+    )
+    index = directory / "index.html"
+    index.write_text(page, encoding="utf-8")
+    return index

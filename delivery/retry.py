@@ -1,0 +1,53 @@
+"""Retries with exponential backoff and full jitter, honouring Retry-After.
+
+Attempt n (1-based) that fails transiently waits uniform(0, min(max, base * 2**(n-1))),
+or the server's Retry-After if that is longer (capped at 5 x max). A permanent failure is
+raised at once; the last transient one is raised after `max_attempts`. Jitter comes from
+a Random seeded per email, so a rerun waits the same way (no unseeded randomness).
+
+>>> policy = RetryPolicy(max_attempts=4, base_ms=100, max_ms=1000)
+>>> [policy.ceiling_ms(n) for n in (1, 2, 3, 4, 5)]
+[100, 200, 400, 800, 1000]
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from delivery.base import Transport
+from nudge.errors import TransientDeliveryError
+from nudge.records import Email
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_attempts: int
+    base_ms: int
+    max_ms: int
+
+    def ceiling_ms(self, attempt: int) -> int:
+        return int(min(self.max_ms, self.base_ms * 2 ** (attempt - 1)))
+
+    def delay_s(self, attempt: int, rng: random.Random, retry_after: float | None) -> float:
+        delay = rng.uniform(0, self.ceiling_ms(attempt)) / 1000
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, 5 * self.max_ms / 1000))
+        return delay
+
+
+def send_with_retry(transport: Transport, email: Email, policy: RetryPolicy, *,
+                    rng: random.Random,
+                    sleep: Callable[[float], None] = time.sleep) -> tuple[str, int]:
+    """(receipt, attempts). Raises PermanentDeliveryError or the last TransientDeliveryError."""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return transport.send(email), attempt
+        except TransientDeliveryError as exc:
+            if attempt >= policy.max_attempts:
+                raise
+            sleep(policy.delay_s(attempt, rng, exc.retry_after))
