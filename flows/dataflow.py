@@ -34,11 +34,14 @@ from nudge.records import DeadLetter, Decision, Email
 from state.policy import Policy
 
 
-def _keyed(key: str, sink: Sink[Any], fmt: Any) -> tuple[Any, Sink[Any]]:
-    """Shape items for a sink: (key, line) for partitioned file sinks, raw for the rest."""
+def _shaped(key: str, injected: Sink[Any] | None, default: Any, fmt: Any) -> tuple[Any, Sink[Any]]:
+    """Injected sinks get the records; default sinks get JSON lines, keyed for file sinks."""
+    if injected is not None:
+        return (lambda item: item), injected
+    sink = default()
     if isinstance(sink, FixedPartitionedSink):
         return (lambda item: (key, fmt(item))), sink
-    return (lambda item: item), sink
+    return fmt, sink
 
 
 def _render_step(config: Config) -> Any:
@@ -100,7 +103,7 @@ def build_flow(config: Config, *, source: Source[Any] | None = None,
     # ("decide", Decision), in (due, customer, trigger, stage) order
     decisions = op.map("decisions", decided, lambda item: item[1])
     # Decision
-    fmt, log_sink = _keyed("decisions", sink or decisions_sink(config), decision_line)
+    fmt, log_sink = _shaped("decisions", sink, partial(decisions_sink, config), decision_line)
     op.output("decision_log", op.map("decision_lines", decisions, fmt), log_sink)
 
     sent = op.filter("sent", decided, lambda item: item[1].outcome == "sent")
@@ -113,8 +116,10 @@ def build_flow(config: Config, *, source: Source[Any] | None = None,
 
     all_bad = op.merge("all_dead_letters", bad_input, bad_render)
     # DeadLetter
-    fmt, dl_sink = _keyed("dead_letters", dead_letter_sink or dead_letters_sink(config),
-                          dead_letter_line)
+    if dead_letter_sink is None and config.outputs.dead_letters == "kafka":
+        dead_letter_sink = dead_letters_sink(config)  # takes DeadLetter records as they are
+    fmt, dl_sink = _shaped("dead_letters", dead_letter_sink, partial(dead_letters_sink, config),
+                           dead_letter_line)
     op.output("dead_letter_out", op.map("dead_letter_lines", all_bad, fmt), dl_sink)
     return flow
 

@@ -1,0 +1,213 @@
+"""Kafka as a partitioned source with in-band watermark heartbeats (consumer side of
+confluent-kafka; the only module that imports it for consuming).
+
+Like Bytewax's own KafkaSource: one Bytewax partition per Kafka partition, `assign()` (no
+consumer group: the position lives in Bytewax's snapshot), resume from the snapshotted
+offset. Unlike it: each batch becomes one RawChunk (records with their offsets), and a
+partition that is caught up and idle emits heartbeat chunks so event time keeps moving in
+live mode (DESIGN.md, "Idle live partitions").
+
+"Caught up" is judged by the partition-EOF event librdkafka sends when a fetch reaches the
+end of the log, never by comparing with `get_watermark_offsets` (which some brokers
+under-report). A heartbeat is sent only when the last fetch came back empty *and* the
+partition is at EOF, so during catch-up the watermark comes from the data alone.
+
+Broker trouble: transient errors (broker down, transport failures) are retried by
+librdkafka; this source logs a warning naming the brokers, topic and partition when an
+outage starts and again every 30 s while it lasts, and keeps polling. The flow neither
+crashes nor stalls silently. Fatal errors (unknown topic, authorization) raise SourceError.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from nudge.config import EventsConfig, KafkaConfig
+from nudge.errors import SourceError
+from nudge.records import RawChunk
+
+log = logging.getLogger(__name__)
+
+Item = tuple[str, RawChunk]
+_FATAL = {
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError._UNKNOWN_TOPIC,
+    KafkaError._UNKNOWN_PARTITION,
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    KafkaError._AUTHENTICATION,
+}
+OUTAGE_LOG_EVERY_S = 30.0
+
+
+def _client_config(config: KafkaConfig) -> dict[str, Any]:
+    conf: dict[str, Any] = {"bootstrap.servers": ",".join(config.brokers)}
+    conf.update(dict(config.client_config))
+    return conf
+
+
+def list_partitions(config: KafkaConfig, *, attempts: int = 5,
+                    sleep: Callable[[float], None] = time.sleep) -> list[int]:
+    """The topic's partitions; retried with backoff, then a SourceError saying what to check."""
+    admin = AdminClient(_client_config(config))
+    last = ""
+    for attempt in range(attempts):
+        try:
+            meta = admin.list_topics(config.topic, timeout=5)
+            topic = meta.topics.get(config.topic)
+            if topic is not None and topic.error is None and topic.partitions:
+                return sorted(topic.partitions)
+            last = str(topic.error) if topic is not None and topic.error else "no partitions"
+            if topic is not None and topic.error is not None and \
+                    topic.error.code() in _FATAL:
+                break
+        except KafkaException as exc:
+            last = str(exc.args[0] if exc.args else exc)
+        delay = min(8.0, 0.5 * 2**attempt)
+        log.warning("Kafka brokers %s: cannot list topic %r (%s); retrying in %.1f s",
+                    ",".join(config.brokers), config.topic, last, delay)
+        sleep(delay)
+    raise SourceError(
+        f"kafka topic {config.topic!r} on brokers {','.join(config.brokers)}: {last}. Check "
+        "that the brokers are reachable (kafka.brokers) and the topic exists (kafka.topic).")
+
+
+class _KafkaPartition(StatefulSourcePartition[Item, int]):
+    def __init__(self, config: KafkaConfig, events: EventsConfig, partition: int,
+                 n_parts: int, resume: int | None, tail: bool,
+                 clock: Callable[[], float]) -> None:
+        conf = _client_config(config)
+        conf.update({
+            "group.id": "nudge-unused",  # required by librdkafka; assign() never joins it
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+        })
+        self._consumer = Consumer(conf)
+        self._offset = OFFSET_BEGINNING if resume is None else resume
+        self._consumer.assign([TopicPartition(config.topic, partition, self._offset)])
+        self._topic = config.topic
+        self._brokers = ",".join(config.brokers)
+        self._partition = partition
+        self._key = f"{config.topic}/{partition}"
+        self._n_parts = n_parts
+        self._batch = config.batch_size
+        self._tail = tail
+        self._clock = clock
+        self._lateness = events.allowed_lateness
+        self._hb_every = events.heartbeat_interval / 1000
+        self._last_hb = 0.0
+        self._at_eof = False
+        self._idle = False
+        self._done = False
+        self._outage_since: float | None = None
+        self._outage_logged = 0.0
+
+    def _chunk(self, records: list[tuple[int, bytes]], *, heartbeat: int | None = None,
+               final: bool = False) -> list[Item]:
+        return [(self._key, RawChunk(self._key, self._n_parts, self._topic, self._partition,
+                                     records, heartbeat, final))]
+
+    def _transient(self, err: KafkaError) -> None:
+        now = self._clock()
+        if self._outage_since is None:
+            self._outage_since = now
+            self._outage_logged = now
+            log.warning("Kafka %s topic %s partition %d: %s; retrying (librdkafka backoff)",
+                        self._brokers, self._topic, self._partition, err.str())
+        elif now - self._outage_logged >= OUTAGE_LOG_EVERY_S:
+            self._outage_logged = now
+            log.warning("Kafka %s topic %s partition %d: still failing after %.0f s: %s",
+                        self._brokers, self._topic, self._partition,
+                        now - self._outage_since, err.str())
+
+    def next_batch(self) -> list[Item]:
+        if self._done:
+            raise StopIteration
+        msgs = self._consumer.consume(self._batch, 0.05)
+        records: list[tuple[int, bytes]] = []
+        eof = False
+        for msg in msgs:
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    eof = True
+                    continue
+                if err.fatal() or err.code() in _FATAL:
+                    raise SourceError(f"kafka topic {self._topic} partition {self._partition} "
+                                      f"on {self._brokers}: {err.str()}")
+                self._transient(err)
+                continue
+            offset = msg.offset() or 0
+            records.append((offset, msg.value() or b""))
+            self._offset = offset + 1
+        if records:
+            if self._outage_since is not None:
+                log.info("Kafka %s topic %s partition %d: reading again after %.0f s",
+                         self._brokers, self._topic, self._partition,
+                         self._clock() - self._outage_since)
+                self._outage_since = None
+            # librdkafka reports EOF again each time it reaches the end after new records
+            self._at_eof = eof
+            self._idle = False
+        else:
+            self._at_eof = self._at_eof or eof
+            self._idle = True
+        if not self._tail and self._at_eof:
+            self._done = True
+            return self._chunk(records, final=True)
+        if records:
+            return self._chunk(records)
+        if self._tail and self._at_eof:
+            now = self._clock()
+            if now - self._last_hb >= self._hb_every:
+                self._last_hb = now
+                return self._chunk([], heartbeat=int(now * 1000) - self._lateness)
+        return []
+
+    def next_awake(self) -> datetime | None:
+        if self._idle:
+            # Idle: come back for the next heartbeat instead of spinning.
+            return datetime.now(UTC) + timedelta(seconds=self._hb_every / 2)
+        return None
+
+    def snapshot(self) -> int:
+        return self._offset
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+class KafkaEventSource(FixedPartitionedSource[Item, int]):
+    """Shop events from `kafka.topic`; `tail=False` reads to the end and stops (replay)."""
+
+    def __init__(self, config: KafkaConfig, events: EventsConfig, *, tail: bool | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.events = events
+        self.tail = config.tail if tail is None else tail
+        self.clock = clock
+        self._parts: list[int] | None = None
+
+    def _partitions(self) -> list[int]:
+        if self._parts is None:
+            self._parts = list_partitions(self.config)
+        return self._parts
+
+    def list_parts(self) -> list[str]:
+        return [f"{self.config.topic}/{p}" for p in self._partitions()]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _KafkaPartition:
+        topic, _, part = for_part.rpartition("/")
+        if topic != self.config.topic:
+            raise SourceError(f"step {step_id}: recovery state is for topic {topic!r}, the "
+                              f"config reads {self.config.topic!r}; use a new recovery.dir")
+        return _KafkaPartition(self.config, self.events, int(part), len(self._partitions()),
+                               resume_state, self.tail, self.clock)
