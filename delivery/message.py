@@ -21,8 +21,13 @@ def message_id(email: Email) -> str:
     return f"<{digest}@{domain}>"
 
 
+# Long structured headers such as List-Unsubscribe are folded by the default policy right
+# after the colon, which some receivers mis-parse; 998 is RFC 5322's hard limit.
+POLICY = SMTP.clone(max_line_length=998)
+
+
 def to_mime(email: Email) -> EmailMessage:
-    msg = EmailMessage(policy=SMTP)
+    msg = EmailMessage(policy=POLICY)
     msg["From"] = email.from_addr
     msg["To"] = email.to
     msg["Subject"] = email.subject

@@ -1,7 +1,8 @@
 """Retries with exponential backoff and full jitter, honouring Retry-After.
 
 Attempt n (1-based) that fails transiently waits uniform(0, min(max, base * 2**(n-1))),
-or the server's Retry-After if that is longer (capped at 5 x max). A permanent failure is
+or the server's Retry-After if that is longer (honoured up to 60 s, or `max` if
+larger). A permanent failure is
 raised at once; the last transient one is raised after `max_attempts`. Jitter comes from
 a Random seeded per email, so a rerun waits the same way (no unseeded randomness).
 
@@ -34,7 +35,7 @@ class RetryPolicy:
     def delay_s(self, attempt: int, rng: random.Random, retry_after: float | None) -> float:
         delay = rng.uniform(0, self.ceiling_ms(attempt)) / 1000
         if retry_after is not None:
-            delay = max(delay, min(retry_after, 5 * self.max_ms / 1000))
+            delay = max(delay, min(retry_after, max(60.0, self.max_ms / 1000)))
         return delay
 
 

@@ -210,9 +210,8 @@ def kafka_consume_parse(bootstrap: str, topic: str) -> dict[str, float]:
 def kafka_flow(bootstrap: str, topic: str, out: str) -> dict[str, float]:
     import dataclasses
 
-    from sources.kafka import KafkaEventSource
-
     from flows.dataflow import build_flow
+    from sources.kafka import KafkaEventSource
 
     cfg = _flow_config(out)
     kafka = dataclasses.replace(cfg.kafka, brokers=(bootstrap,), topic=topic, tail=False)

@@ -144,9 +144,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from sources.kafka import KafkaEventSource
-
     from flows.dataflow import build_flow
+    from sources.kafka import KafkaEventSource
 
     cfg = _load(args)
     if args.bounded:

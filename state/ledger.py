@@ -63,7 +63,7 @@ class Ledger:
         return len(doomed)
 
     def count(self) -> int:
-        return sum(1 for _ in self._db.keys())
+        return sum(1 for _ in self._db.keys())  # noqa: SIM118 - Rdict iterates items
 
     def close(self) -> None:
         self._db.close()

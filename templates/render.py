@@ -37,7 +37,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 _warned: set[tuple[str, str]] = set()
 
 
-class _LoggingUndefined(jinja2.Undefined):
+class _LoggingUndefined(jinja2.ChainableUndefined):
     """Production fallback: render empty, warn once per (template, name)."""
 
     def _warn(self) -> None:
@@ -50,7 +50,7 @@ class _LoggingUndefined(jinja2.Undefined):
         self._warn()
         return ""
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Any:
         self._warn()
         return iter(())
 

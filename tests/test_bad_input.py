@@ -22,7 +22,7 @@ def test_bad_records_are_dead_lettered_and_good_decisions_unchanged() -> None:
     bad = bad_records(rng, 1200)
     mixed: list[bytes] = list(good)
     positions = {}
-    for reason, raw in bad:
+    for _, raw in bad:
         i = rng.randrange(len(mixed) + 1)
         mixed.insert(i, raw)
     for line_no, raw in enumerate(mixed, start=1):

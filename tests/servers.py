@@ -1,0 +1,138 @@
+"""Real servers for delivery tests, on loopback: an ESP stand-in (HTTP) that can misbehave
+like real ESPs do, and an SMTP server (aiosmtpd) that can refuse."""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+FAULTS = ("429", "500", "503", "slow", "reset")
+
+
+@dataclass
+class EspServer:
+    """Answers POST /v3/mail/send. `script` gives the answers of the next requests in order
+    ("202", "429", "500", "503", "400", "slow", "reset"); after it, faults come at
+    `fault_rate` from a seeded RNG, else 202. Every request body is recorded.
+
+    Like ESPs that support an `Idempotency-Key` header, a repeated key is answered 202 and
+    not accepted twice; a "slow" answer accepts the message and answers after the client
+    has timed out, which is exactly when a client retries something already accepted."""
+
+    script: list[str] = field(default_factory=list)
+    fault_rate: float = 0.0
+    seed: int = 1
+    slow_seconds: float = 2.0
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    accepted: list[dict[str, Any]] = field(default_factory=list)
+    keys: set[str] = field(default_factory=set)
+    port: int = 0
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+        self.lock = threading.Lock()
+
+    def next_answer(self) -> str:
+        with self.lock:
+            if self.script:
+                return self.script.pop(0)
+            if self.fault_rate and self.rng.random() < self.fault_rate:
+                return self.rng.choice(FAULTS)
+            return "202"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v3/mail/send"
+
+
+def _handler(server: EspServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:  # keep test output clean
+            pass
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            answer = server.next_answer()
+            with server.lock:
+                server.requests.append({"answer": answer, "body": body,
+                                        "auth": self.headers.get("Authorization")})
+            if answer == "reset":
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                           b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                self.connection.close()
+                return
+            if answer == "slow":
+                time.sleep(server.slow_seconds)
+                answer = "202"  # accepted, but too late: the client has given up
+            status = int(answer)
+            if status == 202:
+                key = self.headers.get("Idempotency-Key") or id(body)
+                with server.lock:
+                    if key not in server.keys:
+                        server.keys.add(key)
+                        server.accepted.append(body)
+            payload = b"" if status == 202 else json.dumps(
+                {"errors": [{"message": f"status {status}"}]}).encode()
+            self.send_response(status)
+            if status == 429:
+                self.send_header("Retry-After", "1")
+            if status == 202:
+                self.send_header("X-Message-Id", f"msg-{len(server.requests)}")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+    return Handler
+
+
+@contextmanager
+def esp_server(**kwargs: Any) -> Iterator[EspServer]:
+    state = EspServer(**kwargs)
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    httpd.daemon_threads = True
+    state.port = httpd.server_address[1]
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@dataclass
+class SmtpSink:
+    """aiosmtpd handler: accepts, or answers with the next scripted reply code."""
+
+    script: list[str] = field(default_factory=list)
+    messages: list[bytes] = field(default_factory=list)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.script:
+            return self.script.pop(0)
+        self.messages.append(envelope.original_content or envelope.content)
+        return "250 Message accepted for delivery"
+
+
+@contextmanager
+def smtp_server(script: list[str] | None = None) -> Iterator[tuple[SmtpSink, int]]:
+    from aiosmtpd.controller import Controller
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    handler = SmtpSink(script or [])
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield handler, port
+    finally:
+        controller.stop()

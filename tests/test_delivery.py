@@ -1,0 +1,167 @@
+"""Transports against real servers: outbox files, an ESP over HTTP with faults, SMTP; the
+ledger makes every send happen once."""
+
+from __future__ import annotations
+
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
+
+import pytest
+
+from delivery.esp import EspTransport, payload, retry_after
+from delivery.outbox import OutboxTransport
+from delivery.retry import RetryPolicy
+from delivery.smtp import SmtpTransport
+from flows.deliver import Deliverer
+from nudge.config import Config, EspConfig, SmtpConfig
+from nudge.errors import ConfigError
+from nudge.records import CartLine, Decision, Email, EmailContext
+from state.ledger import Ledger, LedgerError
+from templates.render import Renderer
+from tests.servers import esp_server, smtp_server
+
+POLICY = RetryPolicy(max_attempts=4, base_ms=10, max_ms=50)
+
+
+def email(n: int = 1) -> Email:
+    ctx = EmailContext("ann@example.com", "Ann", "Lee", "Europe/Berlin",
+                       (CartLine("sku-1", "Linen Shirt", 49.0, 1, "apparel",
+                                 "https://shop.example/img/1.jpg",
+                                 "https://shop.example/p/sku-1"),), 49.0)
+    d = Decision(f"cust-{n}", "cart_abandonment", 1, 1, 1790848800000 + n, "sent", None, ctx)
+    return Renderer(Config(), strict=True).render(d)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+
+
+def test_outbox_writes_a_parseable_multipart_message(tmp_path: Path) -> None:
+    t = OutboxTransport(tmp_path)
+    path = Path(t.send(email()))
+    msg = BytesParser(policy=policy.default).parse(path.open("rb"))
+    assert msg.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
+    assert msg["To"] == "ann@example.com"
+    assert "Ann" in msg["Subject"]
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert msg["List-Unsubscribe"].startswith("<https://") and "mailto:" in msg["List-Unsubscribe"]
+    assert msg["Date"] and msg["Message-ID"].endswith("@shop.example>")
+    assert t.send(email()) == str(path)  # same decision, same file
+    t.close()
+    index = (tmp_path / "index.html").read_text()
+    assert path.name in index and "Nudge outbox: 1 emails" in index
+
+
+def test_esp_payload_shape_and_success() -> None:
+    with esp_server() as esp:
+        t = EspTransport(EspConfig(url=esp.url), api_key="k")
+        assert t.send(email()) == "msg-1"
+        body = esp.requests[0]["body"]
+        assert esp.requests[0]["auth"] == "Bearer k"
+        assert body["personalizations"] == [{"to": [{"email": "ann@example.com"}]}]
+        assert body["from"] == {"email": "hello@shop.example", "name": "Nudge Demo Shop"}
+        assert [c["type"] for c in body["content"]] == ["text/plain", "text/html"]
+        assert body["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert body["categories"] == ["cart_abandonment", "stage-1"]
+        assert body == payload(email()) | {"custom_args": body["custom_args"]}
+
+
+def test_esp_missing_api_key_names_the_config_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NUDGE_ESP_API_KEY", raising=False)
+    with pytest.raises(ConfigError, match=r"delivery\.esp\.api_key_env"):
+        EspTransport(EspConfig())
+
+
+def test_esp_transient_faults_are_retried_honouring_retry_after(tmp_path: Path) -> None:
+    with esp_server(script=["429", "500", "reset", "503", "202"]) as esp:
+        t = EspTransport(EspConfig(url=esp.url, timeout=1000), api_key="k")
+        sleep = Recorder()
+        d = Deliverer(t, Ledger(tmp_path / "l"), RetryPolicy(5, 10, 50), sleep=sleep)
+        assert d.deliver([email()]) == []
+        assert d.stats["sent"] == 1 and d.stats["attempts"] == 5
+        assert sleep.delays[0] >= 1.0  # the 429's Retry-After: 1
+        assert all(x <= 0.05 for x in sleep.delays[1:])
+        assert len(esp.accepted) == 1
+
+
+def test_esp_timeout_is_transient(tmp_path: Path) -> None:
+    with esp_server(script=["slow", "202"], slow_seconds=1.5) as esp:
+        t = EspTransport(EspConfig(url=esp.url, timeout=300), api_key="k")
+        d = Deliverer(t, Ledger(tmp_path / "l"), POLICY, sleep=Recorder())
+        assert d.deliver([email()]) == []
+        assert [r["answer"] for r in esp.requests] == ["slow", "202"]
+
+
+def test_esp_permanent_4xx_is_dead_lettered_at_once_with_the_response(tmp_path: Path) -> None:
+    with esp_server(script=["400"]) as esp:
+        t = EspTransport(EspConfig(url=esp.url), api_key="k")
+        ledger = Ledger(tmp_path / "l")
+        d = Deliverer(t, ledger, POLICY, sleep=Recorder())
+        dead = d.deliver([email()])
+        assert len(esp.requests) == 1
+        assert [x.reason for x in dead] == ["permanent_failure"]
+        assert "status 400" in dead[0].detail and "errors" in dead[0].detail
+        assert ledger.get(email().key)["outcome"] == "dead_lettered"  # type: ignore[index]
+        assert d.deliver([email()]) == []  # not retried forever after a resume
+        assert len(esp.requests) == 1
+
+
+def test_esp_retries_exhausted_are_dead_lettered_with_the_last_error(tmp_path: Path) -> None:
+    with esp_server(script=["500"] * 4) as esp:
+        t = EspTransport(EspConfig(url=esp.url), api_key="k")
+        d = Deliverer(t, Ledger(tmp_path / "l"), POLICY, sleep=Recorder())
+        dead = d.deliver([email()])
+        assert len(esp.requests) == 4
+        assert dead[0].reason == "retries_exhausted" and "500" in dead[0].detail
+
+
+def test_every_email_accepted_exactly_once_under_random_faults(tmp_path: Path) -> None:
+    with esp_server(fault_rate=0.3, seed=3, slow_seconds=0.5) as esp:
+        t = EspTransport(EspConfig(url=esp.url, timeout=200), api_key="k")
+        d = Deliverer(t, Ledger(tmp_path / "l"), RetryPolicy(8, 1, 5), sleep=Recorder())
+        batch = [email(n) for n in range(60)]
+        dead = d.deliver(batch)
+        d.deliver(batch)  # a replay after a resume: all in the ledger
+        accepted_keys = [a["custom_args"]["nudge_key"] for a in esp.accepted]
+        assert len(accepted_keys) == len(set(accepted_keys)) == 60 - len(dead)
+        assert d.stats["skipped_duplicate"] == 60
+
+
+def test_retry_after_parsing() -> None:
+    assert retry_after("7", 0) == 7.0
+    assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 1445412470.0) == 10.0
+    assert retry_after("soon", 0) is None
+
+
+def test_smtp_delivers_and_classifies_replies(tmp_path: Path) -> None:
+    with smtp_server(script=["451 4.3.0 try later"]) as (sink, port):
+        t = SmtpTransport(SmtpConfig(host="127.0.0.1", port=port))
+        d = Deliverer(t, Ledger(tmp_path / "l"), POLICY, sleep=Recorder())
+        assert d.deliver([email(1)]) == []  # 451, then accepted on the retry
+        assert d.stats["attempts"] == 2
+        sink.script.append("550 5.1.1 no such user")
+        dead = d.deliver([email(2)])
+        t.close()
+    assert [x.reason for x in dead] == ["permanent_failure"] and "550" in dead[0].detail
+    assert len(sink.messages) == 1
+    msg = BytesParser(policy=policy.default).parsebytes(sink.messages[0])
+    assert msg["To"] == "ann@example.com" and msg.get_content_type() == "multipart/alternative"
+
+
+def test_ledger_persists_and_erases_a_customer(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "l")
+    ledger.record("a\x1fcart\x1f1\x1f1", outcome="sent", transport="t", receipt="r", attempts=1)
+    ledger.record("ab\x1fcart\x1f1\x1f1", outcome="sent", transport="t", receipt="r", attempts=1)
+    with pytest.raises(LedgerError, match="cannot open"):
+        Ledger(tmp_path / "l")  # one writer only
+    ledger.close()
+    ledger = Ledger(tmp_path / "l")
+    assert "a\x1fcart\x1f1\x1f1" in ledger and ledger.count() == 2
+    assert ledger.erase_customer("a") == 1
+    assert "ab\x1fcart\x1f1\x1f1" in ledger and ledger.count() == 1

@@ -1,0 +1,104 @@
+"""Templates: personalised, inert against hostile data, strict in tests, forgiving in prod."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from nudge.config import Config
+from nudge.errors import RenderError
+from nudge.records import CartLine, Decision, EmailContext
+from templates.render import Renderer, preview, unsubscribe_token, with_utm
+
+HOSTILE = '<script>alert("x")</script>{{ 7*7 }}{% raw %}\r\nBcc: victim@example.com'
+
+
+def decision(first_name: str | None = "Ann", product: str = "Linen Shirt", stage: int = 1,
+             url: str = "https://shop.example/p/sku-1?color=red") -> Decision:
+    ctx = EmailContext("ann@example.com", first_name, "Lee", "Europe/Berlin",
+                       (CartLine("sku-1", product, 49.0, 2, "apparel",
+                                 "https://shop.example/img/1.jpg", url),), 98.0)
+    return Decision("cust-1", "cart_abandonment", 3, stage, 1790848800000, "sent", None, ctx)
+
+
+def test_personalised_parts() -> None:
+    e = Renderer(Config(), strict=True).render(decision())
+    assert e.subject == "Ann, you left something in your cart"
+    assert "1 item" in e.preheader and "€98.00" in e.preheader
+    assert "Hi Ann" in e.html and "Linen Shirt" in e.html and "€49.00" in e.html
+    assert "Linen Shirt (qty 2, €49.00 each)" in e.text
+    assert e.key == "cust-1\x1fcart_abandonment\x1f3\x1f1"
+    assert e.to == "ann@example.com"
+
+
+def test_later_stage_wording_and_first_name_fallback() -> None:
+    e = Renderer(Config(), strict=True).render(decision(first_name=None, stage=2))
+    assert e.subject == "Still thinking it over, there?"
+
+
+def test_links_carry_utm_parameters_and_keep_their_query() -> None:
+    e = Renderer(Config(), strict=True).render(decision())
+    assert ("https://shop.example/p/sku-1?color=red&amp;utm_source=nudge&amp;utm_medium=email"
+            "&amp;utm_campaign=cart_abandonment&amp;utm_content=stage-1") in e.html
+    assert "https://shop.example/cart?utm_source=nudge" in e.text
+    assert with_utm("javascript:alert(1)", "a", "b", "c", "d") == ""
+
+
+@pytest.mark.parametrize("field", ["first_name", "product"])
+def test_hostile_data_renders_inert(field: str) -> None:
+    d = decision(**{field: HOSTILE})
+    e = Renderer(Config(), strict=True).render(d)
+    assert "<script>" not in e.html and "&lt;script&gt;" in e.html
+    for part in (e.html, e.text, e.subject):
+        assert "49" not in part.replace("49.00", "")  # {{ 7*7 }} was not evaluated
+    assert "{{ 7*7 }}" in e.text
+    assert "\r" not in e.subject and "\n" not in e.subject and "\n" not in e.preheader
+    for name, value in e.headers:
+        assert "\r" not in value and "\n" not in value, name
+
+
+def test_javascript_product_links_are_dropped() -> None:
+    e = Renderer(Config(), strict=True).render(decision(url="javascript:alert(1)"))
+    assert "javascript:" not in e.html
+
+
+def test_unsubscribe_headers_and_signed_token() -> None:
+    e = Renderer(Config(), strict=True).render(decision())
+    headers = dict(e.headers)
+    token = unsubscribe_token("cust-1", "change-me")
+    assert headers["List-Unsubscribe"] == (
+        f"<https://shop.example/unsubscribe?token={token}>, "
+        "<mailto:unsubscribe@shop.example?subject=unsubscribe>")
+    assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert token in e.html and token != unsubscribe_token("cust-1", "other-secret")
+
+
+def test_missing_variable_fails_loudly_in_strict_mode_and_falls_back_in_production(
+        tmp_path: Path) -> None:
+    (tmp_path / "t").mkdir()
+    for name, body in [("subject.txt.j2", "Hi {{ nobody.name }}"), ("preheader.txt.j2", "p"),
+                       ("body.html.j2", "<p>{{ missing }}</p>"), ("body.txt.j2", "t")]:
+        (tmp_path / "t" / name).write_text(body)
+    d = dataclasses.replace(decision(), trigger="t")
+    with pytest.raises(RenderError, match=r"subject\.txt\.j2"):
+        Renderer(Config(), strict=True, directory=tmp_path).render(d)
+    e = Renderer(Config(), strict=False, directory=tmp_path).render(d)
+    assert e.subject == "Hi" and e.html == "<p></p>"
+
+
+def test_sandbox_blocks_unsafe_attribute_access(tmp_path: Path) -> None:
+    (tmp_path / "t").mkdir()
+    for name, body in [("subject.txt.j2", "{{ cart.__class__.__mro__ }}"),
+                       ("preheader.txt.j2", ""), ("body.html.j2", ""), ("body.txt.j2", "")]:
+        (tmp_path / "t" / name).write_text(body)
+    d = dataclasses.replace(decision(), trigger="t")
+    with pytest.raises(RenderError):
+        Renderer(Config(), strict=True, directory=tmp_path).render(d)
+
+
+def test_preview_writes_an_html_page(tmp_path: Path) -> None:
+    out = preview(Config(), "cart_abandonment", tmp_path / "p.html")
+    html = out.read_text()
+    assert html.startswith("<!DOCTYPE html>") and "Ceramic Pour-Over Set" in html
