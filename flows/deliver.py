@@ -11,10 +11,13 @@ in the ledger and are skipped.
 from __future__ import annotations
 
 import logging
+import queue
 import random
+import threading
 import time
 import zlib
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +85,7 @@ class Deliverer:
 
 
 def build_transport(config: Config) -> Transport:
+    """A new transport for the configured kind (each sender thread gets its own)."""
     kind = config.delivery.transport
     if kind == "outbox":
         from delivery.outbox import OutboxTransport
@@ -105,27 +109,173 @@ def retry_policy(config: Config) -> RetryPolicy:
     return RetryPolicy(c.max_attempts, c.backoff_base, c.backoff_max)
 
 
+class RateLimiter:
+    """A token bucket shared by the sender threads: at most `per_second` sends per second,
+    in bursts of at most one second's worth. Wall-clock pacing only; it decides nothing."""
+
+    def __init__(self, per_second: int, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.rate = per_second
+        self.clock = clock
+        self.sleep = sleep
+        self.tokens = float(per_second)
+        self.stamp = clock()
+        self.lock = threading.Lock()
+
+    def acquire(self) -> None:
+        if not self.rate:
+            return
+        while True:
+            with self.lock:
+                now = self.clock()
+                self.tokens = min(self.rate, self.tokens + (now - self.stamp) * self.rate)
+                self.stamp = now
+                if self.tokens >= 1:
+                    self.tokens -= 1
+                    return
+                wait = (1 - self.tokens) / self.rate
+            self.sleep(wait)
+
+
+class _RateLimited:
+    """A transport wrapper that takes a token before each attempt (retries count too)."""
+
+    def __init__(self, transport: Transport, limiter: RateLimiter) -> None:
+        self.inner = transport
+        self.limiter = limiter
+        self.name = transport.name
+
+    def send(self, email: Email) -> str:
+        self.limiter.acquire()
+        return self.inner.send(email)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class _SyncedLedger:
+    """The ledger behind a lock: sender threads share it."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.lock = threading.Lock()
+
+    def __contains__(self, key: str) -> bool:
+        with self.lock:
+            return key in self.ledger
+
+    def record(self, key: str, **kw: Any) -> None:
+        with self.lock:
+            self.ledger.record(key, **kw)
+
+    def close(self) -> None:
+        self.ledger.close()
+
+
+class SenderPool:
+    """Bounded concurrency and bounded memory for sends.
+
+    `submit` blocks while `queue_size` emails wait (backpressure: the dataflow slows down
+    instead of buffering without limit); `concurrency` threads send, each with its own
+    transport (SMTP connections are not shareable); `drain` waits until every submitted
+    email was accepted or dead-lettered. The sink drains at each snapshot, so an epoch
+    commits only after its emails left: a crash can repeat a send (the ledger absorbs it)
+    but never lose one.
+    """
+
+    def __init__(self, make_transport: Callable[[], Transport], ledger: Ledger,
+                 policy: RetryPolicy, *, concurrency: int, queue_size: int, rate_limit: int,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.queue: queue.Queue[Email | None] = queue.Queue(maxsize=queue_size)
+        self.ledger = _SyncedLedger(ledger)
+        self.dead: list[DeadLetter] = []
+        self.dead_lock = threading.Lock()
+        limiter = RateLimiter(rate_limit)
+        self.deliverers = [
+            Deliverer(_RateLimited(make_transport(), limiter), self.ledger,  # type: ignore[arg-type]
+                      policy, sleep=sleep)
+            for _ in range(concurrency)
+        ]
+        self.threads = [threading.Thread(target=self._run, args=(d,), daemon=True,
+                                         name=f"nudge-sender-{i}")
+                        for i, d in enumerate(self.deliverers)]
+        for t in self.threads:
+            t.start()
+
+    def _run(self, deliverer: Deliverer) -> None:
+        while True:
+            email = self.queue.get()
+            try:
+                if email is None:
+                    return
+                try:
+                    dead = deliverer.deliver([email])
+                except Exception as exc:  # a bug or a ledger failure: never lose the email
+                    log.exception("sender failed on customer %s", log_id(email.customer_id))
+                    dead = [DeadLetter("deliver", "sender_error", f"{type(exc).__name__}: {exc}",
+                                       None, email.key.encode())]
+                if dead:
+                    with self.dead_lock:
+                        self.dead.extend(dead)
+            finally:
+                self.queue.task_done()
+
+    def submit(self, email: Email) -> None:
+        self.queue.put(email)
+
+    def drain(self) -> list[DeadLetter]:
+        self.queue.join()
+        with self.dead_lock:
+            dead, self.dead = self.dead, []
+        return dead
+
+    @property
+    def stats(self) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for d in self.deliverers:
+            for k, v in d.stats.items():
+                total[k] = total.get(k, 0) + v
+        return total
+
+    def close(self) -> list[DeadLetter]:
+        dead = self.drain()
+        for _ in self.threads:
+            self.queue.put(None)
+        for t in self.threads:
+            t.join()
+        for d in self.deliverers:
+            d.transport.close()
+        self.ledger.close()
+        return dead
+
+
 class _DeliveryPartition(StatefulSinkPartition[Email, None]):
     def __init__(self, config: Config, dead_letters: Path | None) -> None:
-        self.deliverer = Deliverer(build_transport(config), Ledger(config.delivery.ledger_dir),
-                                   retry_policy(config))
+        d = config.delivery
+        self.pool = SenderPool(partial(build_transport, config), Ledger(d.ledger_dir),
+                               retry_policy(config), concurrency=d.concurrency,
+                               queue_size=d.queue_size, rate_limit=d.rate_limit)
         self.dead_path = dead_letters
         if dead_letters is not None:
             dead_letters.parent.mkdir(parents=True, exist_ok=True)
 
     def write_batch(self, values: list[Email]) -> None:
-        dead = self.deliverer.deliver(values)
+        for email in values:
+            self.pool.submit(email)
+
+    def _write_dead(self, dead: list[DeadLetter]) -> None:
         if dead and self.dead_path is not None:
             with self.dead_path.open("ab") as f:
                 for d in dead:
                     f.write(orjson.dumps(d.to_json()) + b"\n")
 
     def snapshot(self) -> None:
-        return None  # the ledger, not the snapshot, is the truth about sends
+        # The epoch commits only once its emails were accepted or dead-lettered; nothing is
+        # kept in the snapshot: the ledger, not the snapshot, is the truth about sends.
+        self._write_dead(self.pool.drain())
 
     def close(self) -> None:
-        self.deliverer.transport.close()
-        self.deliverer.ledger.close()
+        self._write_dead(self.pool.close())
 
 
 class DeliverySink(FixedPartitionedSink[Email, None]):

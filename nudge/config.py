@@ -114,6 +114,9 @@ class DeliveryConfig:
     transport: str = "outbox"  # outbox | esp | smtp | kafka
     outbox_dir: str = "var/outbox"
     ledger_dir: str = "var/ledger"
+    concurrency: int = 8  # sender threads
+    queue_size: int = 1000  # emails waiting for a sender; a full queue holds the flow back
+    rate_limit: int = 0  # sends per second across all senders; 0 = unlimited
     esp: EspConfig = field(default_factory=EspConfig)
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
 
@@ -330,12 +333,22 @@ def _strings_table(t: _Table, cls: type, defaults: Any) -> Any:
     return cls(**values)
 
 
+def _non_negative(t: _Table, name: str, default: int) -> int:
+    value = t.get(name, int, default)
+    if value < 0:
+        raise ConfigError(t.key(name), f"must be 0 or more, got {value}")
+    return int(value)
+
+
 def _delivery(t: _Table) -> DeliveryConfig:
     d = DeliveryConfig()
     cfg = DeliveryConfig(
         transport=t.choice("transport", ("outbox", "esp", "smtp", "kafka"), d.transport),
         outbox_dir=t.get("outbox_dir", str, d.outbox_dir),
         ledger_dir=t.get("ledger_dir", str, d.ledger_dir),
+        concurrency=t.positive_int("concurrency", d.concurrency),
+        queue_size=t.positive_int("queue_size", d.queue_size),
+        rate_limit=_non_negative(t, "rate_limit", d.rate_limit),
         esp=_strings_table(t.table("esp"), EspConfig, d.esp),
         smtp=_strings_table(t.table("smtp"), SmtpConfig, d.smtp),
     )

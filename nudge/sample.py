@@ -116,7 +116,7 @@ def _customer_events(rng: random.Random, cid: str, start: int, end: int,
             item = rng.choice([p for p in CATALOGUE if p["category"] == cat])
             out.append((t, {"type": "track", "event": "Product Viewed", **ident,
                             "properties": dict(item)}))
-            if rng.random() < 0.18:
+            if rng.random() < 0.06:  # add-to-cart in ~15% of sessions, as in shop funnels
                 t += rng.randint(5 * SECOND, 2 * MINUTE)
                 qty = rng.choice([1, 1, 1, 2, 3])
                 line = cart.setdefault(item["product_id"], {**item, "quantity": 0})
