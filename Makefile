@@ -10,7 +10,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint bench chaos clean
+.PHONY: install demo test test-fast lint bench fuzz chaos clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PY)" || { echo "need Python 3.11 or 3.12 (apt-get install python3.11-venv)"; exit 1; }
@@ -39,3 +39,6 @@ bench: install
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache
+
+fuzz: install
+	$(BIN)/python -m tests.fuzz --n 100000

@@ -52,10 +52,15 @@ def _part(msg: object, subtype: str) -> str:
     return body.get_content() if body is not None else ""
 
 
+PREVIEW_LIMIT = 300
+
+
 def write_index(directory: Path) -> Path:
-    """A page listing every email in the folder, each previewed in a sandboxed iframe."""
+    """A page previewing the folder's emails (the first 300 by due time) in sandboxed
+    iframes; the rest are counted, and every .eml opens in any mail client."""
     rows = []
-    files = sorted(directory.glob("*.eml"))
+    all_files = sorted(directory.glob("*.eml"))
+    files = all_files[:PREVIEW_LIMIT]
     parser = BytesParser(policy=policy.default)
     for path in files:
         with path.open("rb") as f:
@@ -75,7 +80,9 @@ def write_index(directory: Path) -> Path:
         "section{background:#fff;margin:0 auto 24px;max-width:680px;padding:16px;"
         "border-radius:8px}h2{font-size:17px;margin:0 0 4px}.meta{color:#777;font-size:13px}"
         "iframe{width:100%;height:620px;border:1px solid #ddd}</style></head><body>"
-        f"<h1>Nudge outbox: {len(files)} emails</h1>" + "".join(rows) + "</body></html>"
+        f"<h1>Nudge outbox: {len(all_files)} emails</h1>"
+        + (f"<p>Showing the first {len(files)}.</p>" if len(files) < len(all_files) else "")
+        + "".join(rows) + "</body></html>"
     )
     index = directory / "index.html"
     index.write_text(page, encoding="utf-8")

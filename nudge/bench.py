@@ -167,13 +167,29 @@ def _state_bytes(out: str) -> int:
     return sum(f.stat().st_size for f in Path(out).rglob("*") if f.is_file())
 
 
-def file_replay(path: str, out: str) -> dict[str, float]:
+def _null_sink() -> Any:
+    from bytewax.outputs import DynamicSink, StatelessSinkPartition
+
+    class _Drop(StatelessSinkPartition[Any]):
+        def write_batch(self, items: list[Any]) -> None:
+            pass
+
+    class NullSink(DynamicSink[Any]):
+        def build(self, step_id: str, worker_index: int, worker_count: int) -> _Drop:
+            return _Drop()
+
+    return NullSink()
+
+
+def file_replay(path: str, out: str, emails: str = "outbox") -> dict[str, float]:
     from flows.dataflow import build_flow
     from sources.files import JsonlSource
 
     cfg = _flow_config(out)
     rss0 = _peak_rss_mb()
-    el = _run_flow(build_flow(cfg, source=JsonlSource([path], cfg.events.batch_size)))
+    sink = _null_sink() if emails == "none" else None
+    el = _run_flow(build_flow(cfg, source=JsonlSource([path], cfg.events.batch_size),
+                              email_sink=sink))
     decisions = _count_lines(f"{out}/decisions.jsonl")
     return {"events": _count_lines(path), "seconds": el, "decisions": decisions,
             "rss_mb": _peak_rss_mb(), "rss_base_mb": rss0}
@@ -217,8 +233,8 @@ def kafka_flow(bootstrap: str, topic: str, out: str) -> dict[str, float]:
     kafka = dataclasses.replace(cfg.kafka, brokers=(bootstrap,), topic=topic, tail=False)
     cfg = dataclasses.replace(cfg, kafka=kafka)
     el = _run_flow(build_flow(cfg, source=KafkaEventSource(cfg.kafka, cfg.events, tail=False)))
-    return {"events": _count_lines(f"{out}/../events.jsonl") if False else -1, "seconds": el,
-            "decisions": _count_lines(f"{out}/decisions.jsonl"), "rss_mb": _peak_rss_mb()}
+    return {"events": -1, "seconds": el, "decisions": _count_lines(f"{out}/decisions.jsonl"),
+            "rss_mb": _peak_rss_mb()}
 
 
 # -- orchestration --------------------------------------------------------------------
@@ -316,10 +332,16 @@ def main(argv: list[str] | None = None) -> int:
     print(_line("read + orjson.loads (floor)", _child("baseline_loads", str(data))))
     print(_line("read + Nudge parse/validate", _child("baseline_parse", str(data))))
     print(_line("hand-written single loop, cart only", _child("hand_loop", str(data))))
+    out = DATA / "replay-decisions"
+    _clean(out)
+    r = _child("file_replay", str(data), str(out), "none")
+    print(_line("Nudge dataflow, file replay, decisions only", r))
     out = DATA / "replay"
     _clean(out)
-    r = _child("file_replay", str(data), str(out))
-    print(_line("Nudge dataflow, file replay, 1 worker", r))
+    full = _child("file_replay", str(data), str(out), "outbox")
+    print(_line("Nudge dataflow, file replay, + render + outbox", full))
+    emails = len(list((out / "outbox").glob("*.eml")))
+    print(f"  emails written: {emails:,}")
     per_customer = (r["rss_mb"] - r["rss_base_mb"]) * 1024 * 1024 / args.customers
     print(f"  decisions: {int(r['decisions']):,}; RSS per customer: {per_customer:,.0f} B "
           f"(peak {r['rss_mb']:,.0f} MB minus {r['rss_base_mb']:,.0f} MB after imports)")
@@ -334,9 +356,9 @@ def main(argv: list[str] | None = None) -> int:
                         _child("kafka_consume_parse", bootstrap, topic)))
             out = DATA / "kafka"
             _clean(out)
-            r = _child("kafka_flow", bootstrap, topic, str(out))
-            print(_line("Nudge dataflow, Kafka end to end, 1 worker", r, events))
-            print(f"  decisions: {int(r['decisions']):,}")
+            k = _child("kafka_flow", bootstrap, topic, str(out))
+            print(_line("Nudge dataflow, Kafka end to end, + render + outbox", k, events))
+            print(f"  decisions: {int(k['decisions']):,}")
         finally:
             proc.kill()
     return 0
