@@ -14,7 +14,7 @@ from email import policy
 from email.parser import BytesParser
 from pathlib import Path
 
-from delivery.message import to_mime
+from delivery.message import to_bytes
 from nudge.errors import TransientDeliveryError
 from nudge.records import Email
 from nudge.timefmt import to_iso
@@ -37,7 +37,7 @@ class OutboxTransport:
         path = self.directory / filename(email)
         tmp = path.with_suffix(".tmp")
         try:
-            tmp.write_bytes(to_mime(email).as_bytes())
+            tmp.write_bytes(to_bytes(email))
             os.replace(tmp, path)
         except OSError as exc:
             raise TransientDeliveryError(f"outbox {self.directory}: {exc.strerror}") from None

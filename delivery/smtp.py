@@ -6,8 +6,9 @@ from __future__ import annotations
 import contextlib
 import os
 import smtplib
+from email.utils import parseaddr
 
-from delivery.message import to_mime
+from delivery.message import to_bytes
 from nudge.config import SmtpConfig
 from nudge.errors import PermanentDeliveryError, TransientDeliveryError
 from nudge.records import Email
@@ -42,7 +43,11 @@ class SmtpTransport:
         where = f"SMTP {self.config.host}:{self.config.port}"
         try:
             conn = self._connect()
-            refused = conn.send_message(to_mime(email))
+            sender, rcpt = parseaddr(email.from_addr)[1], parseaddr(email.to)[1]
+            # an address outside ASCII needs the server's SMTPUTF8 extension (RFC 6531)
+            utf8 = not (sender.isascii() and rcpt.isascii())
+            refused = conn.sendmail(sender, [rcpt], to_bytes(email),
+                                    mail_options=["SMTPUTF8"] if utf8 else ())
         except smtplib.SMTPRecipientsRefused as exc:
             self._drop()
             code, msg = next(iter(exc.recipients.values()))

@@ -82,7 +82,8 @@ CATALOGUE = _catalogue()
 
 
 def _customer_events(rng: random.Random, cid: str, start: int, end: int,
-                     anonymous: bool) -> list[tuple[int, dict[str, Any]]]:
+                     anonymous: bool, sessions_mean: float = 2.2
+                     ) -> list[tuple[int, dict[str, Any]]]:
     """One customer's history as (time, event) pairs, in time order."""
     out: list[tuple[int, dict[str, Any]]] = []
     zone = rng.choice(ZONES)
@@ -90,7 +91,7 @@ def _customer_events(rng: random.Random, cid: str, start: int, end: int,
     ident = {"anonymousId": cid} if anonymous else {"userId": cid}
     favourite = rng.choice(list(CATEGORIES))
     t = start
-    sessions = max(1, int(rng.expovariate(1 / 2.2)))
+    sessions = max(1, int(rng.expovariate(1 / sessions_mean)))
     identified = False
     cart: dict[str, dict[str, Any]] = {}
     first = rng.choice(FIRST)
@@ -197,6 +198,7 @@ BAD = [
 def iter_events(*, customers: int, days: float = 7, seed: int = 7,
                 start: str = "2026-10-05T00:00:00Z", bad_ratio: float = 0.0,
                 anonymous_share: float = 0.05, duplicate_ratio: float = 0.002,
+                sessions_mean: float = 2.2,
                 stats: Counter[str] | None = None) -> Iterator[bytes]:
     """Lines in time order. Memory stays small: customers are generated lazily as their
     first event comes due and merged by time with a heap."""
@@ -218,7 +220,7 @@ def iter_events(*, customers: int, days: float = 7, seed: int = 7,
             crng = random.Random(rng.random())
             anon = crng.random() < anonymous_share
             cid = f"anon-{i:07d}" if anon else f"c{i:07d}"
-            for ts, ev in _customer_events(crng, cid, arrivals[i], end, anon):
+            for ts, ev in _customer_events(crng, cid, arrivals[i], end, anon, sessions_mean):
                 seq += 1
                 heapq.heappush(heap, (ts, seq, i, ev))
 

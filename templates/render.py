@@ -18,6 +18,7 @@ import hmac
 import logging
 import re
 from email.utils import formataddr
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -64,6 +65,7 @@ def one_line(text: str, limit: int = 200) -> str:
     return " ".join(_CONTROL.sub(" ", text).split())[:limit]
 
 
+@lru_cache(maxsize=65_536)  # product links repeat across emails; the function is pure
 def with_utm(url: str, source: str, medium: str, campaign: str, content: str) -> str:
     """Add UTM parameters to a URL, keeping its own query and fragment.
 
@@ -80,6 +82,12 @@ def with_utm(url: str, source: str, medium: str, campaign: str, content: str) ->
     query += [("utm_source", source), ("utm_medium", medium), ("utm_campaign", campaign),
               ("utm_content", content)]
     return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
+
+
+@lru_cache(maxsize=65_536)
+def _web_url(url: str) -> str:
+    """The URL if it is http(s), else "" (an image source never runs script)."""
+    return url if urlsplit(url).scheme in ("http", "https") else ""
 
 
 def unsubscribe_token(customer_id: str, secret: str) -> str:
@@ -106,10 +114,12 @@ class Renderer:
             undefined=jinja2.StrictUndefined if self.strict else _LoggingUndefined,
             trim_blocks=True,
             lstrip_blocks=True,
+            auto_reload=False,  # templates are read once at start-up, not stat()ed per email
         )
         # Text parts are plain text: escaping them would show &amp; to the reader. They are
         # never parsed as HTML, and data is never template source, so they stay inert.
         self.text_env = self.env.overlay(autoescape=False)
+        self._templates: dict[tuple[bool, str], jinja2.Template] = {}
 
     def _variables(self, decision: Decision, ctx: EmailContext) -> dict[str, Any]:
         r = self.config.render
@@ -119,8 +129,7 @@ class Renderer:
             return with_utm(url, r.utm_source, r.utm_medium, campaign, content)
 
         def line(item: CartLine) -> dict[str, Any]:
-            return {"name": item.name, "image_url": item.image_url if
-                    urlsplit(item.image_url).scheme in ("http", "https") else "",
+            return {"name": item.name, "image_url": _web_url(item.image_url),
                     "quantity": item.quantity, "price": _money(item.price, r.currency),
                     "total": _money(item.price * item.quantity, r.currency),
                     "link": link(item.url or f"{r.shop_url}/p/{item.product_id}"),
@@ -141,7 +150,10 @@ class Renderer:
     def _render(self, env: jinja2.Environment, name: str, variables: dict[str, Any],
                 who: str) -> str:
         try:
-            return env.get_template(name).render(variables)
+            template = self._templates.get((env is self.env, name))
+            if template is None:
+                template = self._templates[env is self.env, name] = env.get_template(name)
+            return template.render(variables)
         except jinja2.TemplateNotFound:
             raise RenderError(f"template {name} not found in {TEMPLATE_DIR}") from None
         except jinja2.UndefinedError as exc:

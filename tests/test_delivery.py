@@ -3,13 +3,18 @@ ledger makes every send happen once."""
 
 from __future__ import annotations
 
+import dataclasses
 from email import policy
 from email.parser import BytesParser
+from email.utils import formataddr
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from delivery.esp import EspTransport, payload, retry_after
+from delivery.message import to_bytes
 from delivery.outbox import OutboxTransport
 from delivery.retry import RetryPolicy
 from delivery.smtp import SmtpTransport
@@ -165,3 +170,38 @@ def test_ledger_persists_and_erases_a_customer(tmp_path: Path) -> None:
     assert "a\x1fcart\x1f1\x1f1" in ledger and ledger.count() == 2
     assert ledger.erase_customer("a") == 1
     assert "ab\x1fcart\x1f1\x1f1" in ledger and ledger.count() == 1
+
+
+_header_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=120)
+
+
+_BASE = email()
+
+
+@settings(max_examples=200, deadline=None)
+@given(subject=_header_text, name=_header_text, text=st.text(max_size=400),
+       html=st.text(max_size=400), unsub=_header_text)
+def test_wire_form_parses_back_to_the_same_fields(subject: str, name: str, text: str,
+                                                  html: str, unsub: str) -> None:
+    e = dataclasses.replace(_BASE, subject=subject, text=text, html=html,
+                            from_addr=formataddr((name, "shop@shop.example")),
+                            headers=(("List-Unsubscribe", unsub),))
+    raw = to_bytes(e)
+    assert raw == to_bytes(e)  # deterministic
+    lines = raw.split(b"\r\n")
+    assert all(len(line) <= 998 for line in lines) and b"\n" not in raw.replace(b"\r\n", b"")
+    msg = BytesParser(policy=policy.strict).parsebytes(raw)
+    flat = " ".join(subject.replace("\r", " ").replace("\n", " ").split())
+    assert " ".join(str(msg["Subject"]).split()) == flat
+    assert msg["From"].addresses[0].addr_spec == "shop@shop.example"
+    assert " ".join(msg["From"].addresses[0].display_name.split()) == \
+        " ".join(name.replace("\r", " ").replace("\n", " ").split())
+    assert len(msg.keys()) == len(set(msg.keys()))  # nothing smuggled a header in
+    plain, rich = msg.iter_parts()
+    assert plain.get_content().replace("\r\n", "\n") == _body(text)
+    assert rich.get_content().replace("\r\n", "\n") == _body(html)
+
+
+def _body(text: str) -> str:
+    norm = text.replace("\r\n", "\n").replace("\r", "\n")
+    return norm if norm.endswith("\n") else norm + "\n"
