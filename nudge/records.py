@@ -12,15 +12,17 @@ Item shapes through the dataflow (see flows/dataflow.py):
 
 Times are int milliseconds since the epoch (UTC), see nudge.timefmt.
 
-Event and Product, built once per input record, are NamedTuples rather than frozen
-dataclasses: both are immutable, but a frozen slotted dataclass costs 2.9 us to construct
-against 0.8 us for a NamedTuple (measured here), and the hot path builds two per event.
+Event and Product, built once per input record, are frozen msgspec Structs rather than
+frozen dataclasses: just as immutable and slotted, but built in C (0.05 us against 0.13 us
+for a NamedTuple and ~1 us for a frozen dataclass, measured here), and the hot path builds
+two per event.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+
+import msgspec
 
 
 class Kind:
@@ -34,6 +36,8 @@ class Kind:
     ORDER_COMPLETED = 6
     IDENTIFY = 7
     UNSUBSCRIBED = 8
+    EMAIL_OPENED = 9
+    EMAIL_CLICKED = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +71,7 @@ class RawChunk:
     final: bool = False
 
 
-class Product(NamedTuple):
+class Product(msgspec.Struct, frozen=True, gc=False):
     product_id: str
     name: str
     price: float
@@ -88,22 +92,30 @@ class Traits:
     marketing_consent: bool | None = None
 
 
-class Event(NamedTuple):
+class Event(msgspec.Struct, frozen=True, gc=False):
     """A validated shop event.
 
-    `ts` is the effective event time: the producer's timestamp, raised to the partition's
-    watermark when the record arrived later than the allowed lateness (see flows/parse.py).
+    The first four fields are the order a shard applies events in: event time, then
+    customer, then source position (offset, partition ordinal), so the order is the same
+    whatever the batching (see state/shard.py). `ts` is the effective event time: the
+    producer's timestamp, raised to the partition's watermark when the record arrived later
+    than the allowed lateness (see flows/parse.py).
     """
 
-    kind: int
-    customer_id: str
     ts: int
-    message_id: str
+    customer_id: str
     offset: int
+    part: int
+    kind: int
+    message_id: str
     products: tuple[Product, ...] = ()
     order_id: str | None = None
     revenue: float = 0.0
     traits: Traits | None = None
+
+    def at(self, ts: int) -> Event:
+        """The same event with another effective time (a late event raised to the watermark)."""
+        return msgspec.structs.replace(self, ts=ts)
 
 
 @dataclass(frozen=True, slots=True)

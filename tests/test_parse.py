@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flows.parse import Limits, PartitionClock, _fast, _full, parse_chunk, parse_record
+from flows.contract import TRACK_NAMES, _fast, _full
+from flows.parse import Limits, PartitionClock, parse_chunk, parse_record
 from nudge.config import EventsConfig
 from nudge.errors import InputError
 from nudge.records import Event, Kind, RawChunk
@@ -114,7 +115,7 @@ def test_ignored_names_are_counted_not_dead_lettered() -> None:
 
 
 def _ev(ts: int) -> Event:
-    return Event(Kind.PRODUCT_VIEWED, "c", ts, "", 0)
+    return Event(ts, "c", 0, 0, Kind.PRODUCT_VIEWED, "")
 
 
 def test_partition_clock_raises_late_events_to_the_watermark() -> None:
@@ -156,10 +157,55 @@ def test_fast_path_and_full_path_agree(event: str, user: object, ts: str, price:
     raw = orjson.dumps({"type": "track", "event": event, "userId": user, "messageId": "m",
                         "timestamp": ts, "properties": props})
     doc_ = orjson.loads(raw)
-    fast = _fast(doc_, LIMITS, 3)
+    fast = _fast(raw, LIMITS, 3, 5)
     try:
-        full: Event | str = _full(doc_, LIMITS, 3)
+        full: Event | str = _full(doc_, LIMITS, 3, 5)
     except InputError as exc:
         full = exc.reason
     if fast is not None:
         assert fast == full
+
+
+_any = st.one_of(st.none(), st.text(max_size=5), st.integers(-2, 12_000), st.booleans(),
+                 st.floats(allow_nan=False, allow_infinity=False, width=32))
+_stamps = st.sampled_from([
+    "2026-10-05T10:00:07.250Z", "2026-10-05t10:00:07z", "2026-10-05 10:00:07+02:00",
+    "2026-10-05T10:00:07.1234567Z", "2026-10-05T10:00:07.0014995Z", "2026-10-05T10:00Z",
+    "20261005T100007Z", "2026-10-05T23:59:60Z", "2026-10-05T10:00:07", "1999-12-31T23:59:59Z",
+])
+_product_docs = st.dictionaries(
+    st.sampled_from(["product_id", "sku", "id", "name", "price", "quantity", "category",
+                     "image_url", "url"]), _any, max_size=7)
+_props = st.one_of(st.none(), _product_docs, st.fixed_dictionaries({}, optional={
+    "order_id": _any, "revenue": _any, "total": _any,
+    "products": st.one_of(_any, st.lists(_product_docs, max_size=3))}))
+_traits = st.one_of(st.none(), _any, st.fixed_dictionaries({}, optional={
+    "email": st.sampled_from(["a@b.example", " a@b.example ", "nope", "", "a b@c.d"]),
+    "first_name": _any, "last_name": _any, "marketing_consent": _any,
+    "timezone": st.sampled_from(["Europe/Berlin", "UTC", "Mars/Base", ""])}))
+
+
+@settings(max_examples=1500, deadline=None)
+@given(kind=st.sampled_from(["track", "identify", "page", None]),
+       event=st.sampled_from([*TRACK_NAMES, "Bogus", None]),
+       user=st.one_of(st.none(), st.sampled_from(["", "c1"]), st.integers(0, 3)),
+       anon=st.one_of(st.none(), st.sampled_from(["", "a1"])),
+       mid=st.one_of(st.none(), st.sampled_from(["", "m1"]), st.integers(0, 2)),
+       ts=_stamps, props=_props, traits=_traits)
+def test_fast_path_accepts_nothing_the_full_path_reads_differently(
+        kind: object, event: object, user: object, anon: object, mid: object, ts: str,
+        props: object, traits: object) -> None:
+    fields = {"type": kind, "event": event, "userId": user, "anonymousId": anon,
+              "messageId": mid, "timestamp": ts, "properties": props, "traits": traits}
+    raw = orjson.dumps({k: v for k, v in fields.items() if v is not None or k == "properties"})
+    fast = _fast(raw, LIMITS, 3, 5)
+    try:
+        full: Event | str = _full(orjson.loads(raw), LIMITS, 3, 5)
+    except InputError as exc:
+        full = exc.reason
+    if fast is not None:
+        assert fast == full
+    try:
+        assert parse_record(raw, LIMITS, 3, 5) == full
+    except InputError as exc:
+        assert exc.reason == full
