@@ -106,15 +106,18 @@ def build_flow(config: Config, *, source: Source[Any] | None = None,
     fmt, log_sink = _shaped("decisions", sink, partial(decisions_sink, config), decision_line)
     op.output("decision_log", op.map("decision_lines", decisions, fmt), log_sink)
 
-    sent = op.filter("sent", decided, lambda item: item[1].outcome == "sent")
-    # ("decide", Decision) with outcome "sent"
-    rendered = op.map("render", sent, _render_step(config))
-    # ("decide", Email | DeadLetter)
-    split = op.branch("rendered_ok", rendered, lambda item: isinstance(item[1], Email))
-    bad_render = op.map("render_dead_letters", split.falses, lambda item: item[1])
-    op.output("deliver", split.trues, email_sink or _default_email_sink(config))
-
-    all_bad = op.merge("all_dead_letters", bad_input, bad_render)
+    if config.delivery.transport == "none" and email_sink is None:
+        # Dry run (shadow mode): the decision log only, nothing rendered or sent.
+        all_bad = bad_input
+    else:
+        sent = op.filter("sent", decided, lambda item: item[1].outcome == "sent")
+        # ("decide", Decision) with outcome "sent"
+        rendered = op.map("render", sent, _render_step(config))
+        # ("decide", Email | DeadLetter)
+        split = op.branch("rendered_ok", rendered, lambda item: isinstance(item[1], Email))
+        bad_render = op.map("render_dead_letters", split.falses, lambda item: item[1])
+        op.output("deliver", split.trues, email_sink or _default_email_sink(config))
+        all_bad = op.merge("all_dead_letters", bad_input, bad_render)
     # DeadLetter
     if dead_letter_sink is None and config.outputs.dead_letters == "kafka":
         dead_letter_sink = dead_letters_sink(config)  # takes DeadLetter records as they are

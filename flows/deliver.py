@@ -249,19 +249,54 @@ class SenderPool:
         return dead
 
 
+class _InlineSender:
+    """Sends in the dataflow's own thread. For the outbox: writing a local file costs less
+    than handing the email to a thread, and sender threads would contend with the dataflow
+    for the GIL (measured: 8 threads made a replay ~2x slower than writing inline)."""
+
+    def __init__(self, transport: Transport, ledger: Ledger, policy: RetryPolicy) -> None:
+        self.deliverer = Deliverer(transport, ledger, policy)
+        self.dead: list[DeadLetter] = []
+
+    def submit(self, email: Email) -> None:
+        self.dead.extend(self.deliverer.deliver([email]))
+
+    def drain(self) -> list[DeadLetter]:
+        dead, self.dead = self.dead, []
+        return dead
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return dict(self.deliverer.stats)
+
+    def close(self) -> list[DeadLetter]:
+        dead = self.drain()
+        self.deliverer.transport.close()
+        self.deliverer.ledger.close()
+        return dead
+
+
+def sender_for(config: Config) -> SenderPool | _InlineSender:
+    d = config.delivery
+    ledger = Ledger(d.ledger_dir)
+    if d.transport == "outbox":
+        return _InlineSender(build_transport(config), ledger, retry_policy(config))
+    return SenderPool(partial(build_transport, config), ledger, retry_policy(config),
+                      concurrency=d.concurrency, queue_size=d.queue_size,
+                      rate_limit=d.rate_limit)
+
+
 class _DeliveryPartition(StatefulSinkPartition[Email, None]):
     def __init__(self, config: Config, dead_letters: Path | None) -> None:
-        d = config.delivery
-        self.pool = SenderPool(partial(build_transport, config), Ledger(d.ledger_dir),
-                               retry_policy(config), concurrency=d.concurrency,
-                               queue_size=d.queue_size, rate_limit=d.rate_limit)
+        self.pool = sender_for(config)
         self.dead_path = dead_letters
         if dead_letters is not None:
             dead_letters.parent.mkdir(parents=True, exist_ok=True)
 
     def write_batch(self, values: list[Email]) -> None:
+        submit = self.pool.submit
         for email in values:
-            self.pool.submit(email)
+            submit(email)
 
     def _write_dead(self, dead: list[DeadLetter]) -> None:
         if dead and self.dead_path is not None:

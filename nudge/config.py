@@ -111,7 +111,7 @@ class SmtpConfig:
 
 @dataclass(frozen=True, slots=True)
 class DeliveryConfig:
-    transport: str = "outbox"  # outbox | esp | smtp | kafka
+    transport: str = "outbox"  # outbox | esp | smtp | kafka | none (decisions only)
     outbox_dir: str = "var/outbox"
     ledger_dir: str = "var/ledger"
     concurrency: int = 8  # sender threads
@@ -343,7 +343,7 @@ def _non_negative(t: _Table, name: str, default: int) -> int:
 def _delivery(t: _Table) -> DeliveryConfig:
     d = DeliveryConfig()
     cfg = DeliveryConfig(
-        transport=t.choice("transport", ("outbox", "esp", "smtp", "kafka"), d.transport),
+        transport=t.choice("transport", ("outbox", "esp", "smtp", "kafka", "none"), d.transport),
         outbox_dir=t.get("outbox_dir", str, d.outbox_dir),
         ledger_dir=t.get("ledger_dir", str, d.ledger_dir),
         concurrency=t.positive_int("concurrency", d.concurrency),

@@ -6,28 +6,37 @@ the logic is here, as plain Python, so it is tested without Bytewax.
 Event time reaches the shard in band: every ShardChunk carries its source partition's
 watermark, after that partition's events. The shard's watermark is the minimum over all
 input partitions (a partition that ended counts as +inf; when all ended it is the largest
-event time seen, and stages due exactly then fire too). Stages fire in two ways, with the
-same result whatever the batching (see README "Event time"):
-  - when the shard watermark passes their due time, and
-  - just before an event of the same customer with a later effective time is applied.
+event time seen, and stages due exactly then fire too).
 
-Transaction boundary: records live encoded in `store` between epochs; a record in use is
-decoded into `cache`; `snapshot()` encodes the cache back and is the commit point Bytewax
-recovery rolls back to.
+The shard is an event-time simulator. Events wait in `pending` until the watermark passes
+them (no partition can still send anything earlier: parse raises late events to the
+watermark), then run in one total order, merged with the customers' timers (journey
+stages): by event time, then customer id, then source position; a timer runs after the
+events of its own instant, so an order or an unsubscribe at a stage's due time wins. Every
+decision, and any state shared by the shard's customers, is a function of that order
+alone: the same for any batching, pacing, worker count and crash-and-resume.
+
+Transaction boundary: records live in a CustomerStore (state/store.py); `snapshot()`
+commits it (encodes the records changed since the last snapshot) and returns the shard's
+whole state: the commit point Bytewax recovery rolls back to.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections import deque
+from operator import attrgetter
 from typing import Any
 
 from nudge.records import Decision, Event, Kind, ShardChunk, ShardMark
 from state import cart
-from state.customer import Customer, apply_facts, decode, encode
+from state.customer import Customer, apply_facts
+from state.dedup import MessageDedup
 from state.policy import Policy
+from state.store import CustomerStore
 
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 3
+# The order events run in: see the module docstring and nudge.records.Event.
+EVENT_ORDER = attrgetter("ts", "customer_id", "offset", "part")
 
 
 class Shard:
@@ -36,14 +45,13 @@ class Shard:
         self.shard = shard
         self.policy = policy
         self.dedup_window = dedup_window
-        self.store: dict[str, bytes] = {}
-        self.cache: dict[str, Customer] = {}
+        self.store = CustomerStore()
         self.timers: list[tuple[int, str]] = []  # (due, customer id), may hold stale entries
+        self.pending: list[Event] = []  # events the watermark has not passed yet
         self.part_wm: dict[str, int] = {}
         self.part_final: dict[str, int | None] = {}  # ended partition -> its largest time
         self.n_parts = 0
-        self.seen: dict[str, int] = {}  # messageId -> effective time, within the window
-        self.seen_order: deque[tuple[int, str]] = deque()
+        self.seen = MessageDedup(dedup_window)
         self.emitted: tuple[int | None, bool] | None = None
         self.stats = {"events": 0, "duplicates": 0}
         if resume is not None:
@@ -52,56 +60,73 @@ class Shard:
     # -- records ------------------------------------------------------------------------
 
     def customer(self, customer_id: str) -> Customer | None:
-        c = self.cache.get(customer_id)
-        if c is None:
-            data = self.store.get(customer_id)
-            if data is None:
-                return None
-            c = self.cache[customer_id] = decode(data)
-        return c
-
-    def _customer_for_write(self, customer_id: str) -> Customer:
-        c = self.customer(customer_id)
-        if c is None:
-            c = self.cache[customer_id] = Customer()
-        return c
+        """A customer's record, read only (for inspection and tests)."""
+        return self.store.peek(customer_id)
 
     # -- the batch ----------------------------------------------------------------------
 
     def process(self, chunks: list[ShardChunk]) -> tuple[list[Decision], ShardMark | None]:
-        out: list[Decision] = []
-        policy = self.policy
-        seen = self.seen
-        window = self.dedup_window
-        n = 0
         for chunk in chunks:
             self.shard = chunk.shard
-            for ev in chunk.events:
-                mid = ev.message_id
-                if mid:
-                    prev = seen.get(mid)
-                    if prev is not None and -window <= ev.ts - prev <= window:
-                        self.stats["duplicates"] += 1
-                        continue
-                    seen[mid] = ev.ts
-                    self.seen_order.append((ev.ts, mid))
-                n += 1
-                self._apply(ev, policy, out)
+            if chunk.events:
+                self.pending.extend(chunk.events)
             self._observe(chunk)
-        self.stats["events"] += n
-        out.extend(self._advance())
+        out: list[Decision] = []
+        wm, final = self.watermark()
+        if wm is not None:
+            self._run(wm, final, out)
+            self.seen.expire(wm)
         return out, self._mark()
 
-    def _apply(self, ev: Event, policy: Policy, out: list[Decision]) -> None:
-        cid = ev.customer_id
-        c = self._customer_for_write(cid)
-        if c.due and c.due < ev.ts:
-            out.extend(cart.reach(c, cid, ev.ts, False, policy))
+    def _ready(self, wm: int, final: bool) -> list[Event]:
+        pending = self.pending
+        if final or (pending and max(pending, key=_ts).ts < wm):
+            self.pending = []
+            return pending
+        ready = [ev for ev in pending if ev.ts < wm]
+        if ready:
+            self.pending = [ev for ev in pending if ev.ts >= wm]
+        return ready
+
+    def _run(self, wm: int, final: bool, out: list[Decision]) -> None:
+        """Everything the watermark has passed, in the shard's one order."""
+        ready = self._ready(wm, final)
+        ready.sort(key=EVENT_ORDER)
+        policy = self.policy
+        timers = self.timers
+        duplicate = self.seen.is_duplicate
+        customer = self.store.get_or_create
+        n = dups = 0
+        for ev in ready:
+            if timers and timers[0][0] < ev.ts:
+                self._fire(ev.ts, False, out)
+            if ev.message_id and duplicate(ev.message_id, ev.ts):
+                dups += 1
+                continue
+            n += 1
+            cid = ev.customer_id
+            c = customer(cid)
+            apply_facts(c, ev)
+            if ev.kind != Kind.PRODUCT_VIEWED and cart.on_event(c, ev, policy):
+                heapq.heappush(timers, (c.due, cid))
+        self._fire(wm, final, out)
+        self.stats["events"] += n
+        self.stats["duplicates"] += dups
+
+    def _fire(self, until: int, inclusive: bool, out: list[Decision]) -> None:
+        """Run the timers due before `until` (or at it, if `inclusive`), in (due, customer)
+        order."""
+        timers = self.timers
+        policy = self.policy
+        while timers and (timers[0][0] < until or (inclusive and timers[0][0] == until)):
+            due, cid = heapq.heappop(timers)
+            c = self.store.peek(cid)
+            if c is None or c.due != due:
+                continue  # stale: the stage moved, fired already or the episode closed
+            self.store.get(cid)  # about to change: mark it dirty
+            out.extend(cart.reach(c, cid, due, True, policy))
             if c.due:
-                heapq.heappush(self.timers, (c.due, cid))
-        apply_facts(c, ev)
-        if ev.kind != Kind.PRODUCT_VIEWED and cart.on_event(c, ev, policy):
-            heapq.heappush(self.timers, (c.due, cid))
+                heapq.heappush(timers, (c.due, cid))
 
     def _observe(self, chunk: ShardChunk) -> None:
         self.n_parts = chunk.n_parts
@@ -125,34 +150,6 @@ class Shard:
             return None, False
         return min(open_parts), False
 
-    def _advance(self) -> list[Decision]:
-        wm, final = self.watermark()
-        out: list[Decision] = []
-        if wm is None:
-            return out
-        timers = self.timers
-        policy = self.policy
-        while timers and (timers[0][0] < wm or (final and timers[0][0] <= wm)):
-            due, cid = heapq.heappop(timers)
-            c = self.customer(cid)
-            if c is None or c.due != due:
-                continue  # stale: the stage moved, fired already or the episode closed
-            out.extend(cart.reach(c, cid, wm, final, policy))
-            if c.due:
-                heapq.heappush(timers, (c.due, cid))
-        self._expire_seen(wm)
-        return out
-
-    def _expire_seen(self, wm: int) -> None:
-        # A messageId is forgotten only when a duplicate of it could no longer be within
-        # the window of it (its effective time would be >= wm), so whether a record counts
-        # as a duplicate never depends on when the watermark moved.
-        order, seen, window = self.seen_order, self.seen, self.dedup_window
-        while order and order[0][0] + window < wm:
-            ts, mid = order.popleft()
-            if seen.get(mid) == ts:
-                del seen[mid]
-
     def _mark(self) -> ShardMark | None:
         state = self.watermark()
         if state == self.emitted or (state[0] is None and not state[1]):
@@ -162,24 +159,17 @@ class Shard:
 
     # -- the transaction boundary ---------------------------------------------------------
 
-    def commit(self) -> None:
-        """Encode every record in use back to bytes and drop the decoded copies."""
-        store = self.store
-        for cid, c in self.cache.items():
-            store[cid] = encode(c)
-        self.cache.clear()
-
     def snapshot(self) -> dict[str, Any]:
-        self.commit()
         return {
             "format": SNAPSHOT_FORMAT,
             "shard": self.shard,
-            "store": self.store,
+            "store": self.store.commit(),
             "timers": self.timers,
+            "pending": self.pending,
             "part_wm": self.part_wm,
             "part_final": self.part_final,
             "n_parts": self.n_parts,
-            "seen": list(self.seen_order),
+            "seen": self.seen.snapshot(),
             "emitted": self.emitted,
         }
 
@@ -188,13 +178,17 @@ class Shard:
             raise ValueError(f"shard {self.shard}: snapshot format {snap.get('format')} "
                              f"is not {SNAPSHOT_FORMAT}")
         self.shard = snap["shard"]
-        self.store = dict(snap["store"])
+        self.store = CustomerStore(dict(snap["store"]))
         self.timers = list(snap["timers"])
         heapq.heapify(self.timers)
+        self.pending = list(snap["pending"])
         self.part_wm = dict(snap["part_wm"])
         self.part_final = dict(snap["part_final"])
         self.n_parts = snap["n_parts"]
-        self.seen_order = deque(tuple(x) for x in snap["seen"])
-        self.seen = {mid: ts for ts, mid in self.seen_order}
+        self.seen = MessageDedup.restore(self.dedup_window, snap["seen"])
         emitted = snap["emitted"]
         self.emitted = (emitted[0], emitted[1]) if emitted is not None else None
+
+
+def _ts(ev: Event) -> int:
+    return ev.ts
