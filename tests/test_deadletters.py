@@ -114,7 +114,8 @@ def test_file_round_trip_refeeds_once_and_the_dataflow_decides_on_them(tmp_path:
     assert dl.exists()  # the original dead letters are still there for the next fix
 
     # again: nothing is re-fed twice; the ignored one stays handled; failures still listed
-    r = nudge("deadletters", "replay", "--config", str(good), "--out", str(tmp_path / "r2"))
+    r = nudge("deadletters", "replay", "--config", str(good), "--from", str(dl),
+              "--out", str(tmp_path / "r2"))
     assert r.returncode == 0, r.stderr
     assert "re-fed                 0" in r.stdout
     assert "already re-fed         6" in r.stdout and "already ignored        1" in r.stdout
