@@ -151,17 +151,14 @@ def read_topic(config: Config) -> Iterator[Stored | Unreadable]:
 
 
 def plan(letters: Iterable[Stored | Unreadable], config: Config, store: ReplayStore, *,
-         now_ms: int, max_age: int | None = None,
-         kafka_partitions: Iterable[int] | None = None) -> Report:
+         now_ms: int, max_age: int | None = None) -> Report:
     """Sort every dead letter into one bucket (module docstring); nothing is written.
-
-    `kafka_partitions` are the partitions `kafka.topic` has now (None: look them up when
-    the first dead letter from Kafka needs them).
-    """
+    `now_ms` is the one wall-clock read: the parser's bound on future timestamps, and
+    `max_age`'s reference."""
     report = Report()
     limits = Limits.from_config(config.events, now_ms=now_ms)
     seen: set[str] = set()
-    parts = None if kafka_partitions is None else set(kafka_partitions)
+    parts: set[int] | None = None  # kafka.topic's partitions, looked up when first needed
     for item in letters:
         report.read += 1
         if isinstance(item, Unreadable):
@@ -174,16 +171,15 @@ def plan(letters: Iterable[Stored | Unreadable], config: Config, store: ReplaySt
             report.example(f"stage {d.stage}", item.where)
             continue
         pos = d.position
-        cause = None
-        if pos is None:
-            cause = "no_position"
-        elif not item.exact:
-            cause = "bytes_not_recoverable"
-        elif pos.partition >= 0 and pos.source != config.kafka.topic:
-            cause = "other_topic"
-        if cause is not None or pos is None:
-            report.skipped[cause or "no_position"] += 1
-            report.example(cause or "no_position", item.where)
+        cause = ("no_position" if pos is None
+                 else "bytes_not_recoverable" if not item.exact
+                 # a shared dead letter topic may hold another pipeline's input
+                 else "other_topic" if pos.partition >= 0 and pos.source != config.kafka.topic
+                 else None)
+        if pos is None or cause is not None:
+            cause = cause or "no_position"
+            report.skipped[cause] += 1
+            report.example(cause, item.where)
             continue
         key = letter_key(pos, d.raw)
         if key in seen:
@@ -269,7 +265,7 @@ def format_report(r: Report, *, dry_run: bool) -> str:
                                        f"{', '.join(r.first.get(cause, []))}"))
     if r.other:
         lines.append(f"render/deliver dead letters (not input, not re-fed: see --help): "
-                     f"{sum(r.other.values())}")
+                     f"{r.other.total()}")
         for (stage, reason), n in sorted(r.other.items()):
             lines.append(f"      {stage:<8}{reason:<24}{n:>7}  "
                          f"{', '.join(r.first.get(f'stage {stage}', []))}")

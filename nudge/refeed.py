@@ -1,5 +1,6 @@
 """`nudge deadletters replay`: put dead letters that parse now back into their input, and
-record them so that no later run re-feeds them again (reading and deciding: nudge/deadletters.py).
+record them so that no later run re-feeds them again (reading and deciding:
+nudge/deadletters.py).
 
 Where a record goes depends on where it came from, not on where its dead letter is kept:
 
@@ -13,10 +14,10 @@ Where a record goes depends on where it came from, not on where its dead letter 
 - **Files** (a file and a line): one replay file per source file (`<stem>.replay.jsonl`)
   in a new directory per run, lines in their original order. Files are partitions: one
   customer's events are in one source file, so they stay in one replay file, and all replay
-  files of a run can be replayed together. A run never appends to a replay file an earlier run wrote
-  (that one may have been replayed already). Two-step commit: `*.partial` files, one atomic
-  store batch (the handled dead letters and the run's file list), then the renames; a crash
-  in between is finished by the next run (state/replayed.py).
+  files of a run can be replayed together. A run never appends to a replay file an earlier
+  run wrote (that one may have been replayed already). Two-step commit: `*.partial` files,
+  one atomic store batch (the handled dead letters and the run's file list), then the
+  renames; a crash in between is finished by the next run (state/replayed.py).
 """
 
 from __future__ import annotations
@@ -61,32 +62,37 @@ def feed_kafka(records: list[Refeed], config: Config, store: ReplayStore, report
     from delivery.kafka import KafkaProducerClient
 
     client = KafkaProducerClient(config.kafka)
-    batch: dict[str, dict[str, Any]] = {}
+    batch: list[tuple[Refeed, str]] = []
 
     def commit() -> None:
-        try:
-            client.flush()
-        except DeliveryError as exc:
-            raise NudgeError(
-                f"kafka topic {topic} (kafka.topic) on {','.join(config.kafka.brokers)}: "
-                f"{exc}. The {len(batch)} records of this batch are not recorded as re-fed, "
-                "so the next run re-feeds them; copies that did arrive are dropped by "
-                "messageId within events.dedup_window.") from None
-        store.commit(batch)
+        # Recorded only once the broker has them all (acks=all): a crash or failure before
+        # this re-feeds the batch next run, and never loses a record.
+        client.flush()
+        store.commit({r.key: _handled(r, target) for r, target in batch})
+        for _, target in batch:
+            report.written[target] = report.written.get(target, 0) + 1
         batch.clear()
 
-    for part in sorted(by_part):
-        # offset order: the order the customer's events had in the partition
-        for r in sorted(by_part[part], key=lambda x: x.position.offset):
-            client.produce(topic, r.customer_id.encode(), r.raw,
-                           [(REPLAY_HEADER, r.position.describe().encode())], partition=part)
+    try:
+        for part in sorted(by_part):
             target = f"{topic}[{part}]"
-            batch[r.key] = _handled(r, target)
-            report.written[target] = report.written.get(target, 0) + 1
-            if len(batch) >= KAFKA_BATCH:
-                commit()
-    if batch:
-        commit()
+            # offset order: the order the customer's events had in the partition
+            for r in sorted(by_part[part], key=lambda x: x.position.offset):
+                client.produce(topic, r.customer_id.encode(), r.raw,
+                               [(REPLAY_HEADER, r.position.describe().encode())],
+                               partition=part)
+                batch.append((r, target))
+                if len(batch) >= KAFKA_BATCH:
+                    commit()
+        if batch:
+            commit()
+    except DeliveryError as exc:
+        done = sum(report.written.values())
+        raise NudgeError(
+            f"kafka topic {topic} (kafka.topic) on {','.join(config.kafka.brokers)}: {exc}. "
+            f"{done} records were re-fed and recorded; the {len(batch)} of the failed batch "
+            "are not recorded, so the next run re-feeds them (copies that did arrive are "
+            "dropped by messageId within events.dedup_window).") from None
 
 
 # -- files ------------------------------------------------------------------------------
@@ -174,6 +180,7 @@ def feed_files(records: list[Refeed], config: Config, store: ReplayStore, report
                     handled[r.key] = _handled(r, str(path))
                 f.flush()
                 os.fsync(f.fileno())
+        _fsync_dir(directory)  # the partial files must outlive a crash once committed
         store.commit(handled, (run_id, {"files": [str(p) for p in finals.values()]}))
         finish(run_id, [str(p) for p in finals.values()], store)
     except OSError as exc:

@@ -56,9 +56,9 @@ def _client_config(config: KafkaConfig) -> dict[str, Any]:
 
 def list_partitions(config: KafkaConfig, *, attempts: int = 5,
                     sleep: Callable[[float], None] = time.sleep,
-                    topic_name: str | None = None) -> list[int]:
-    """The partitions of `kafka.topic` (or `topic_name`); retried with backoff, then a
-    SourceError saying what to check."""
+                    topic_name: str | None = None, config_key: str = "kafka.topic") -> list[int]:
+    """The partitions of `kafka.topic` (or `topic_name`, set by `config_key`); retried with
+    backoff, then a SourceError saying what to check."""
     name = topic_name or config.topic
     admin = AdminClient(_client_config(config))
     last = ""
@@ -78,10 +78,9 @@ def list_partitions(config: KafkaConfig, *, attempts: int = 5,
         log.warning("Kafka brokers %s: cannot list topic %r (%s); retrying in %.1f s",
                     ",".join(config.brokers), name, last, delay)
         sleep(delay)
-    key = "kafka.topic" if topic_name is None else "the topic's config key"
     raise SourceError(
         f"kafka topic {name!r} on brokers {','.join(config.brokers)}: {last}. Check "
-        f"that the brokers are reachable (kafka.brokers) and the topic exists ({key}).")
+        f"that the brokers are reachable (kafka.brokers) and the topic exists ({config_key}).")
 
 
 class _KafkaPartition(StatefulSourcePartition[Item, int]):
@@ -236,7 +235,7 @@ def read_topic(config: KafkaConfig, topic: str, *, config_key: str,
     cannot be listed or a fetch fails for good, and when `idle_timeout` seconds pass with
     neither a record nor an end-of-partition: a partial read must never look complete.
     """
-    parts = list_partitions(config, topic_name=topic)
+    parts = list_partitions(config, topic_name=topic, config_key=config_key)
     conf = _client_config(config)
     conf.update({"group.id": "nudge-unused", "enable.auto.commit": False,
                  "enable.partition.eof": True})

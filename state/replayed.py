@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from rocksdict import AccessType, Rdict, WriteBatch
+from rocksdict import AccessType, Rdict, WriteBatch, WriteOptions
 
 from nudge.errors import NudgeError
 from nudge.records import Position
@@ -88,8 +88,10 @@ class ReplayStore:
             batch.put(_LETTER + key.encode(), orjson.dumps(value))
         if run is not None:
             batch.put(_RUN + run[0].encode(), orjson.dumps(run[1]))
+        opts = WriteOptions()
+        opts.sync = True  # a commit is rare and must survive a power cut, not just a crash
         try:
-            self._db.write(batch)
+            self._db.write(batch, opts)
         except Exception as exc:
             raise ReplayStoreError(f"dead-letter replay store {self.path}: cannot write: "
                                    f"{exc}") from None

@@ -235,3 +235,20 @@ def test_store_is_read_only_in_dry_runs_and_a_missing_one_is_empty(tmp_path: Pat
     assert store.count() == 0 and "k" not in store
     store.close()
     assert not (tmp_path / "none").exists()
+
+
+def test_dead_letter_topic_records_read_back_from_their_headers() -> None:
+    from delivery.kafka import dead_letter_headers
+    from nudge.deadletters import Stored, Unreadable, from_headers
+
+    raw = b'{"not": "utf-8 \xff"}'
+    letter = DeadLetter("parse", "invalid_utf8", "record is not valid UTF-8",
+                        Position("shop", 2, 41), raw)
+    headers = {k: v if isinstance(v, bytes) else b"" for k, v in dead_letter_headers(letter)}
+    back = from_headers(raw, headers, "dlq[0]@5")
+    assert back == Stored(letter, True, "dlq[0]@5")
+    render = DeadLetter("render", "render_failed", "x", None, b"key")
+    headers = {k: v if isinstance(v, bytes) else b"" for k, v in dead_letter_headers(render)}
+    assert from_headers(b"key", headers, "w") == Stored(render, True, "w")
+    # a record some other tool wrote: no reason header
+    assert isinstance(from_headers(b"x", {"a": b"1"}, "w"), Unreadable)
