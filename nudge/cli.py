@@ -204,8 +204,9 @@ them back; ones that events.ignore now lists are recorded and not re-fed.
 
 Event time: a re-fed event older than the partition's watermark is applied AT the
 watermark, never dropped (README "Event time"): a recovered Product Added opens a cart
-whose stages fall due after the watermark. --max-age leaves old events out. Its messageId still de-duplicates it against a
-copy the producer sent again, within events.dedup_window.
+whose stages fall due after the watermark. --max-age leaves old events out. Its
+messageId still de-duplicates it against a copy the producer sent again, within
+events.dedup_window.
 
 Render and deliver dead letters are reported, not re-fed: they are decisions whose email
 failed, not input. A render failure leaves no ledger entry: fix the template and replay
