@@ -39,11 +39,14 @@ class KafkaProducerClient:
             self._last = msg
 
     def produce(self, topic: str, key: bytes | None, value: bytes,
-                headers: list[tuple[str, str | bytes | None]] | None = None) -> None:
+                headers: list[tuple[str, str | bytes | None]] | None = None,
+                partition: int | None = None) -> None:
+        """Queue one message; `partition` None lets the partitioner pick by key."""
+        extra: dict[str, Any] = {} if partition is None else {"partition": partition}
         while True:
             try:
                 self._producer.produce(topic, value, key, headers=headers,
-                                       on_delivery=self._report)
+                                       on_delivery=self._report, **extra)
                 return
             except BufferError:
                 self._producer.poll(0.1)  # the local queue is full: let it drain

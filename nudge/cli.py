@@ -5,6 +5,8 @@
     nudge run --config C            the live Kafka flow, with recovery when configured
     nudge recovery init --config C  create the recovery store once, before the first run
     nudge preview --config C        render a template for a sample customer to HTML
+    nudge deadletters replay --config C [--from FILE | --from-topic] [--dry-run]
+                                    re-feed dead letters that parse after a fix
 """
 
 from __future__ import annotations
@@ -181,6 +183,71 @@ def cmd_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+DEADLETTERS_REPLAY = """\
+Re-parse every dead letter of stage "parse" with the parser and THIS config (events.*),
+and put the ones that parse now back into the input they came from:
+
+  Kafka input   produced to kafka.topic, into the partition it was read from, keyed by
+                the customer id; the running flow (`nudge run`, which must already run
+                with the fixed config) applies them.
+  file input    one replay file per source file (NAME.replay.jsonl) in a new directory
+                under dead_letter_replay.out_dir (or --out). Files are partitions: a
+                customer's events were in one source file and stay in one replay file.
+                Replay them with `nudge replay FILES --config C --decisions OUT
+                --dead-letters NEW` (it starts from empty state: the events are decided
+                on with each other only; it replaces its dead letters file).
+
+Each dead letter is re-fed at most once, ever: handled ones are recorded in a RocksDB
+store (dead_letter_replay.state_dir), keyed by their source position and bytes. Ones that
+still fail are skipped, counted by reason, and not recorded, so a later fix can bring
+them back; ones that events.ignore now lists are recorded and not re-fed.
+
+Event time: a re-fed event older than the partition's watermark is applied AT the
+watermark, never dropped (README "Event time"): a recovered Product Added opens a cart
+whose stages fall due after the watermark. --max-age leaves old events out. Its
+messageId still de-duplicates it against a copy the producer sent again, within
+events.dedup_window.
+
+Render and deliver dead letters are reported, not re-fed: they are decisions whose email
+failed, not input. A render failure leaves no ledger entry: fix the template and replay
+the input (`nudge replay`, or `nudge run --bounded` on a new recovery.dir) with the same
+delivery.ledger_dir, which sends only what was not sent. A delivery failure is recorded in
+the ledger as dead-lettered, so no run retries it on its own; fix the transport and send
+it by hand, or remove its ledger key before replaying the input.
+"""
+
+
+def cmd_deadletters_replay(args: argparse.Namespace) -> int:
+    from nudge.deadletters import format_report
+    from nudge.refeed import replay_dead_letters
+    from nudge.timefmt import parse_duration
+
+    cfg = _load(args)
+    max_age = None
+    if args.max_age is not None:
+        try:
+            max_age = parse_duration(args.max_age)
+        except ValueError as exc:
+            raise NudgeError(f"--max-age: {exc}") from None
+    report, files = replay_dead_letters(cfg, from_file=args.from_file,
+                                        from_topic=args.from_topic, out=args.out,
+                                        dry_run=args.dry_run, max_age=max_age)
+    print(format_report(report, dry_run=args.dry_run))
+    if files:
+        conf = f" --config {args.config}" if args.config else ""
+        print(f"Replay files are partitions: each {'would hold' if args.dry_run else 'holds'} "
+              "the re-fed events of one source file, in their original order.\n"
+              "Replay them with (a dead letters file of their own keeps this one, which "
+              "`nudge replay` would replace):\n  nudge replay "
+              + " ".join(str(f) for f in files) + f"{conf} --decisions DECISIONS.jsonl "
+              f"--dead-letters {files[0].parent / 'dead-letters.jsonl'}")
+    if any(r.kafka for r in report.refeed):
+        print(f"Re-fed records {'would go' if args.dry_run else 'went'} to the end of their "
+              f"partitions of {cfg.kafka.topic}; the running flow applies them at its "
+              "watermark and must run with this config, or they are dead-lettered again.")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nudge", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -216,6 +283,26 @@ def parser() -> argparse.ArgumentParser:
     init = with_config(rec_sub.add_parser("init", help="create the store (once)"))
     init.add_argument("--partitions", type=int, default=1)
     init.set_defaults(func=cmd_recovery_init)
+
+    dl = sub.add_parser("deadletters", help="work with dead letters")
+    dl_sub = dl.add_subparsers(dest="deadletters_command", required=True)
+    dlr = with_config(dl_sub.add_parser(
+        "replay", help="re-feed dead letters that parse after a fix",
+        description=DEADLETTERS_REPLAY, formatter_class=argparse.RawDescriptionHelpFormatter))
+    where = dlr.add_mutually_exclusive_group()
+    where.add_argument("--from", dest="from_file", metavar="FILE",
+                       help="dead letters file (default: outputs.dead_letters)")
+    where.add_argument("--from-topic", action="store_true",
+                       help="read kafka.dead_letter_topic (the default when outputs."
+                            "dead_letters is \"kafka\")")
+    dlr.add_argument("--out", metavar="DIR",
+                     help="directory for replay files (default: a new one under "
+                          "dead_letter_replay.out_dir)")
+    dlr.add_argument("--max-age", metavar="DURATION",
+                     help="leave out events older than this (e.g. 7d); not recorded")
+    dlr.add_argument("--dry-run", action="store_true",
+                     help="print what would happen; write, produce and record nothing")
+    dlr.set_defaults(func=cmd_deadletters_replay)
 
     pv = with_config(sub.add_parser("preview", help="render a template to an HTML file"))
     pv.add_argument("--trigger", default="cart_abandonment")

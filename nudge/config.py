@@ -128,6 +128,15 @@ class OutputsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class DeadLetterReplayConfig:
+    """`nudge deadletters replay`: which dead letters were re-fed (RocksDB, kept across runs
+    so none is re-fed twice) and where replay files for file input go."""
+
+    state_dir: str = "var/replayed-dead-letters"
+    out_dir: str = "var/replay"  # one subdirectory per run
+
+
+@dataclass(frozen=True, slots=True)
 class RecoveryConfig:
     dir: str = ""  # empty: no recovery
     snapshot_interval: int = parse_duration("10s")
@@ -146,6 +155,7 @@ class Config:
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     outputs: OutputsConfig = field(default_factory=OutputsConfig)
     recovery: RecoveryConfig = field(default_factory=RecoveryConfig)
+    dead_letter_replay: DeadLetterReplayConfig = field(default_factory=DeadLetterReplayConfig)
 
 
 class _Table:
@@ -391,6 +401,8 @@ def from_dict(data: dict[str, Any]) -> Config:
         delivery=_delivery(root.table("delivery")),
         outputs=_strings_table(root.table("outputs"), OutputsConfig, OutputsConfig()),
         recovery=_recovery(root.table("recovery")),
+        dead_letter_replay=_strings_table(root.table("dead_letter_replay"),
+                                          DeadLetterReplayConfig, DeadLetterReplayConfig()),
     )
     root.done()
     return cfg

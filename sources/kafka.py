@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -54,14 +55,17 @@ def _client_config(config: KafkaConfig) -> dict[str, Any]:
 
 
 def list_partitions(config: KafkaConfig, *, attempts: int = 5,
-                    sleep: Callable[[float], None] = time.sleep) -> list[int]:
-    """The topic's partitions; retried with backoff, then a SourceError saying what to check."""
+                    sleep: Callable[[float], None] = time.sleep,
+                    topic_name: str | None = None, config_key: str = "kafka.topic") -> list[int]:
+    """The partitions of `kafka.topic` (or `topic_name`, set by `config_key`); retried with
+    backoff, then a SourceError saying what to check."""
+    name = topic_name or config.topic
     admin = AdminClient(_client_config(config))
     last = ""
     for attempt in range(attempts):
         try:
-            meta = admin.list_topics(config.topic, timeout=5)
-            topic = meta.topics.get(config.topic)
+            meta = admin.list_topics(name, timeout=5)
+            topic = meta.topics.get(name)
             if topic is not None and topic.error is None and topic.partitions:
                 return sorted(topic.partitions)
             last = str(topic.error) if topic is not None and topic.error else "no partitions"
@@ -72,11 +76,11 @@ def list_partitions(config: KafkaConfig, *, attempts: int = 5,
             last = str(exc.args[0] if exc.args else exc)
         delay = min(8.0, 0.5 * 2**attempt)
         log.warning("Kafka brokers %s: cannot list topic %r (%s); retrying in %.1f s",
-                    ",".join(config.brokers), config.topic, last, delay)
+                    ",".join(config.brokers), name, last, delay)
         sleep(delay)
     raise SourceError(
-        f"kafka topic {config.topic!r} on brokers {','.join(config.brokers)}: {last}. Check "
-        "that the brokers are reachable (kafka.brokers) and the topic exists (kafka.topic).")
+        f"kafka topic {name!r} on brokers {','.join(config.brokers)}: {last}. Check "
+        f"that the brokers are reachable (kafka.brokers) and the topic exists ({config_key}).")
 
 
 class _KafkaPartition(StatefulSourcePartition[Item, int]):
@@ -211,3 +215,64 @@ class KafkaEventSource(FixedPartitionedSource[Item, int]):
                               f"config reads {self.config.topic!r}; use a new recovery.dir")
         return _KafkaPartition(self.config, self.events, int(part), len(self._partitions()),
                                resume_state, self.tail, self.clock)
+
+
+@dataclass(frozen=True, slots=True)
+class TopicRecord:
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: dict[str, bytes]
+
+
+def read_topic(config: KafkaConfig, topic: str, *, config_key: str,
+               idle_timeout: float = 30.0) -> Iterator[TopicRecord]:
+    """Every record of `topic`, from the beginning to its end now, partition by partition in
+    offset order within each (a bounded read: assign() and partition EOF, as the source).
+
+    Raises SourceError naming the topic (and `config_key`, the setting that names it) when it
+    cannot be listed or a fetch fails for good, and when `idle_timeout` seconds pass with
+    neither a record nor an end-of-partition: a partial read must never look complete.
+    """
+    parts = list_partitions(config, topic_name=topic, config_key=config_key)
+    conf = _client_config(config)
+    conf.update({"group.id": "nudge-unused", "enable.auto.commit": False,
+                 "enable.partition.eof": True})
+    consumer = Consumer(conf)
+    try:
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+        done: set[int] = set()
+        last_progress = time.monotonic()
+        while len(done) < len(parts):
+            msgs = consumer.consume(500, 0.5)
+            for msg in msgs:
+                err = msg.error()
+                part = msg.partition() or 0
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        done.add(part)
+                    elif err.fatal() or err.code() in _FATAL:
+                        raise SourceError(f"kafka topic {topic} ({config_key}) partition "
+                                          f"{part} on {','.join(config.brokers)}: {err.str()}")
+                    else:
+                        log.warning("Kafka topic %s partition %d: %s; retrying", topic, part,
+                                    err.str())
+                    continue
+                raw_headers = msg.headers() or []
+                pairs = raw_headers.items() if isinstance(raw_headers, dict) else raw_headers
+                headers = {name: value.encode() if isinstance(value, str) else value or b""
+                           for name, value in pairs}
+                key = msg.key()
+                yield TopicRecord(part, msg.offset() or 0,
+                                  key if isinstance(key, bytes) else None,
+                                  msg.value() or b"", headers)
+            if msgs:
+                last_progress = time.monotonic()
+            elif time.monotonic() - last_progress > idle_timeout:
+                missing = sorted(set(parts) - done)
+                raise SourceError(f"kafka topic {topic} ({config_key}) on "
+                                  f"{','.join(config.brokers)}: partitions {missing} gave "
+                                  f"nothing for {idle_timeout:.0f} s before their end")
+    finally:
+        consumer.close()
