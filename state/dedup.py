@@ -58,6 +58,8 @@ class MessageDedup:
             if prev is not None and -window <= ts - prev <= window:
                 return True
         gens.setdefault(g, {})[message_id] = ts
+        if g == self._g - 1:
+            self._previous = gens[g]  # it may have been created just now
         return False
 
     def expire(self, watermark: int) -> None:
