@@ -89,6 +89,7 @@ class ItemModel:
         self.last_shard = -1
         self.swept_day = -(2 ** 62)
         self._trend: dict[str | None, list[str]] = {}  # cache, cleared by every apply
+        self._snap: dict[str, Any] | None = None  # cache, cleared by every apply
 
     # -- learning ---------------------------------------------------------------------------
 
@@ -104,6 +105,7 @@ class ItemModel:
             self._advance(end)
             self.at = end
         self.last_shard = delta.shard
+        self._snap = None
         pending = self.pending
         for (a, b), w in delta.pairs.items():
             if a == b:
@@ -293,11 +295,16 @@ class ItemModel:
     # -- snapshots --------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        """Plain data, compact: product ids once, neighbour rows as packed arrays."""
-        snap = encode_model(self.rows, self.pending, self.catalogue, self.seen, self.counts)
-        snap.update(format=SNAPSHOT_FORMAT, half_life_ms=self.half_life_ms, shift=self.shift,
-                    at=self.at, last_shard=self.last_shard, swept_day=self.swept_day)
-        return snap
+        """Plain data, compact (scoring/itemcodec.py). Deltas come once a bucket per shard
+        while epochs are seconds apart, so the encoding is kept until the next apply."""
+        if self._snap is None:
+            snap = encode_model(self.rows, self.pending, self.catalogue, self.seen,
+                                self.counts)
+            snap.update(format=SNAPSHOT_FORMAT, half_life_ms=self.half_life_ms,
+                        shift=self.shift, at=self.at, last_shard=self.last_shard,
+                        swept_day=self.swept_day)
+            self._snap = snap
+        return dict(self._snap)
 
     def restore(self, snap: dict[str, Any]) -> None:
         """Load a snapshot. A snapshot taken with another half-life is converted: the true
@@ -310,6 +317,7 @@ class ItemModel:
         self.shift, self.at = snap["shift"], snap["at"]
         self.last_shard, self.swept_day = snap["last_shard"], snap["swept_day"]
         self._trend = {}
+        self._snap = None
         old_h = snap["half_life_ms"]
         if old_h != self.half_life_ms and self.at is not None:
             h, self.half_life_ms = self.half_life_ms, old_h
