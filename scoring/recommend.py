@@ -28,6 +28,7 @@ Trending. Per product, purchases, adds and views (weights 5, 2, 1) summed over t
 buckets of the last `trending_days` days; per category, the products of that category ranked
 by it (computed when asked, cached until the next delta).
 
+>>> from nudge.timefmt import HOUR
 >>> shirt = ItemInfo("shirt", "Linen Shirt", 49.0, "apparel", "https://i/s.jpg", "https://p/s")
 >>> belt = ItemInfo("belt", "Belt", 19.0, "apparel", "https://i/b.jpg", "https://p/b")
 >>> mug = ItemInfo("mug", "Mug", 9.0, "home", "https://i/m.jpg", "https://p/m")
@@ -50,11 +51,11 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from nudge.timefmt import DAY, HOUR
+from nudge.timefmt import DAY
 from scoring.itemcodec import decode_model, encode_model
 from scoring.itemstats import ItemDelta, ItemInfo, ItemStatsBuilder
 
-__all__ = ["HOUR", "ItemDelta", "ItemInfo", "ItemModel", "ItemStatsBuilder"]
+__all__ = ["ItemDelta", "ItemInfo", "ItemModel", "ItemStatsBuilder"]
 
 SNAPSHOT_FORMAT = 1
 RENORM_AFTER = 64  # half-lives between renormalisations: g stays below 2**65
@@ -63,7 +64,13 @@ Row = dict[str, float]
 
 
 class ItemModel:
-    """The decide step's global item model: co-occurrence, trending and the catalogue."""
+    """The decide step's global item model: co-occurrence, trending and the catalogue.
+
+    The caller applies deltas in (bucket_end, shard) order (`key=ItemDelta.sort_key`): like
+    decisions in flows/decide.py, a delta waits until every shard's watermark has passed its
+    bucket_end, so no shard can still send an earlier one. The attributes are read-only
+    outside the class (the snapshot is cached until the next apply).
+    """
 
     def __init__(self, half_life_ms: int = 14 * DAY, neighbours: int = 20,
                  trending_days: int = 7, *,

@@ -78,6 +78,24 @@ def test_cart_and_bought_items_are_never_recommended() -> None:
     assert ids(model.recommend(["shirt"], exclude=everything, k=3)) == []
 
 
+_names = st.sampled_from([f"p{i}" for i in range(25)] + ["ghost"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(seeds=st.lists(_names, max_size=12), exclude=st.lists(_names, max_size=25),
+       category=st.sampled_from([None, "c0", "c1", "c2", "nope"]), k=st.integers(0, 30))
+def test_recommend_never_breaks_its_promises(seeds: list[str], exclude: list[str],
+                                             category: str | None, k: int) -> None:
+    model = busy_model()
+    recs = ids(model.recommend(seeds, exclude=exclude, preferred_category=category, k=k))
+    assert len(recs) <= k and len(set(recs)) == len(recs)
+    assert not set(recs) & set(exclude)
+    assert all(model.info(p) is not None for p in recs)
+    # short only when nothing else is left to give
+    left = {p for p in model.catalogue if model.trend_score(p) > 0} - set(exclude)
+    assert len(recs) == min(k, len(left | set(recs)))
+
+
 def test_products_without_catalogue_info_are_never_recommended() -> None:
     model = ItemModel()
     model.apply(ItemDelta(HOUR, 0, {("ghost", "shirt"): 4.0}, {"shirt": 1}, {}, {},
@@ -268,6 +286,23 @@ def busy_builder(seed: int) -> ItemStatsBuilder:
         if n % 9 == 0:
             b.on_order(ts + 5 * MINUTE, [item(p[1]), item(p[2])], p)
     return b
+
+
+_BUSY: list[ItemModel] = []
+
+
+def busy_model() -> ItemModel:
+    if not _BUSY:
+        model = ItemModel(neighbours=4, trending_days=1)
+        deltas = busy_builder(4).flush(10 * DAY)
+        # a product with pairs and counts but no catalogue info: never to be recommended
+        deltas.append(ItemDelta(deltas[-1].bucket_end, 1, {("ghost", "p1"): 1024.0},
+                                {"ghost": 3}, {}, {}, {}))
+        for d in deltas:
+            model.apply(d)
+        assert model.related("p1")[0][0] == "ghost" and model.trend_score("ghost") > 0
+        _BUSY.append(model)
+    return _BUSY[0]
 
 
 QUERIES = [([f"p{i}", f"p{(i * 5) % 23}"], [f"p{(i + 1) % 23}"], f"c{i % 3}") for i in range(23)]
