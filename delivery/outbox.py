@@ -52,16 +52,21 @@ def _part(msg: object, subtype: str) -> str:
     return body.get_content() if body is not None else ""
 
 
-PREVIEW_LIMIT = 300
+PREVIEW_PER_TRIGGER = 40
 
 
 def write_index(directory: Path) -> Path:
-    """A page previewing the folder's emails (the first 300 by due time) in sandboxed
-    iframes; the rest are counted, and every .eml opens in any mail client."""
-    rows = []
+    """A page previewing the folder's emails in sandboxed iframes: the first 40 of each
+    journey by due time, so every journey shows; the rest are counted, and every .eml opens
+    in any mail client."""
     all_files = sorted(directory.glob("*.eml"))
-    files = all_files[:PREVIEW_LIMIT]
+    by_trigger: dict[str, list[Path]] = {}
+    for path in all_files:
+        trigger = path.name.split("-")[1] if path.name.count("-") >= 3 else "other"
+        by_trigger.setdefault(trigger, []).append(path)
+    files = sorted(p for group in by_trigger.values() for p in group[:PREVIEW_PER_TRIGGER])
     parser = BytesParser(policy=policy.default)
+    rows = []
     for path in files:
         with path.open("rb") as f:
             msg = parser.parse(f)
@@ -74,14 +79,16 @@ def write_index(directory: Path) -> Path:
             f"<iframe sandbox srcdoc=\"{html.escape(_part(msg, 'html'), quote=True)}\"></iframe>"
             "</section>"
         )
+    counts = ", ".join(f"{html.escape(t)} {len(g)}" for t, g in sorted(by_trigger.items()))
     page = (
         "<!DOCTYPE html><html><head><meta charset=utf-8><title>Nudge outbox</title><style>"
         "body{font-family:Helvetica,Arial,sans-serif;background:#eee;margin:0;padding:24px}"
         "section{background:#fff;margin:0 auto 24px;max-width:680px;padding:16px;"
         "border-radius:8px}h2{font-size:17px;margin:0 0 4px}.meta{color:#777;font-size:13px}"
         "iframe{width:100%;height:620px;border:1px solid #ddd}</style></head><body>"
-        f"<h1>Nudge outbox: {len(all_files)} emails</h1>"
-        + (f"<p>Showing the first {len(files)}.</p>" if len(files) < len(all_files) else "")
+        f"<h1>Nudge outbox: {len(all_files)} emails</h1><p>{counts}</p>"
+        + (f"<p>Showing the first {PREVIEW_PER_TRIGGER} of each journey.</p>"
+           if len(files) < len(all_files) else "")
         + "".join(rows) + "</body></html>"
     )
     index = directory / "index.html"

@@ -38,26 +38,8 @@ import orjson
 
 from nudge.config import EventsConfig
 from nudge.errors import InputError
-from nudge.records import Event, Kind, Product, Traits
+from nudge.records import TRACK_NAMES, Event, Kind, Product, Traits
 
-TRACK_NAMES: dict[str, int] = {
-    "Product Viewed": Kind.PRODUCT_VIEWED,
-    "Viewed Product": Kind.PRODUCT_VIEWED,
-    "Product Added": Kind.PRODUCT_ADDED,
-    "Added Product": Kind.PRODUCT_ADDED,
-    "Product Removed": Kind.PRODUCT_REMOVED,
-    "Removed Product": Kind.PRODUCT_REMOVED,
-    "Cart Viewed": Kind.CART_VIEWED,
-    "Viewed Cart": Kind.CART_VIEWED,
-    "Checkout Started": Kind.CHECKOUT_STARTED,
-    "Started Checkout": Kind.CHECKOUT_STARTED,
-    "Order Completed": Kind.ORDER_COMPLETED,
-    "Completed Order": Kind.ORDER_COMPLETED,
-    "Unsubscribed": Kind.UNSUBSCRIBED,
-    "Email Unsubscribed": Kind.UNSUBSCRIBED,
-    "Email Opened": Kind.EMAIL_OPENED,
-    "Email Link Clicked": Kind.EMAIL_CLICKED,
-}
 SINGLE_PRODUCT = frozenset((Kind.PRODUCT_VIEWED, Kind.PRODUCT_ADDED, Kind.PRODUCT_REMOVED))
 
 MAX_ID = 256

@@ -1,7 +1,7 @@
 """The customers step: one Shard per shard key, fed whole batches (`stateful_batch`).
 
     in:  (shard key, ShardChunk)
-    out: (shard key, Decision | ShardMark)
+    out: (shard key, Decision | SegmentChange | Outcome | ItemDelta | ProfileWrite | ShardMark)
 
 All logic is in state/shard.py; this module only holds the shard for Bytewax, counts, and
 makes `snapshot()` the shard's commit.
@@ -15,31 +15,44 @@ from typing import Any
 from bytewax.operators import StatefulBatchLogic
 
 from flows import metrics
-from nudge.records import Decision, ShardChunk, ShardMark
-from state.policy import Policy
+from nudge.records import Decision, SegmentChange, ShardChunk
+from state.program import Program
 from state.shard import Shard
 
 
-class CustomersLogic(StatefulBatchLogic[ShardChunk, Decision | ShardMark, dict[str, Any]]):
-    def __init__(self, policy: Policy, dedup_window: int, resume: dict[str, Any] | None) -> None:
+class CustomersLogic(StatefulBatchLogic[ShardChunk, Any, dict[str, Any]]):
+    def __init__(self, program: Program, profiles: bool, resume: dict[str, Any] | None) -> None:
         # Bytewax gives a builder only the resume state, not the key: the shard learns its
         # number from its first chunk (and keeps it in the snapshot).
-        self.shard = Shard(-1, policy, dedup_window, resume)
+        self.shard = Shard(-1, program, resume, profiles=profiles)
 
-    def on_batch(self, values: list[ShardChunk]) -> tuple[list[Decision | ShardMark], bool]:
+    def on_batch(self, values: list[ShardChunk]) -> tuple[list[Any], bool]:
         dups = self.shard.stats["duplicates"]
-        decisions, mark = self.shard.process(values)
+        out = self.shard.process(values)
         if self.shard.stats["duplicates"] != dups:
             new = self.shard.stats["duplicates"] - dups
             metrics.DUPLICATES.labels(str(self.shard.shard)).inc(new)
-        out: list[Decision | ShardMark] = list(decisions)
-        if decisions:
-            counts = Counter((d.trigger, d.outcome, d.reason or "") for d in decisions)
-            for labels, n in counts.items():
-                metrics.DECISIONS.labels(*labels).inc(n)
-        if mark is not None:
-            out.append(mark)
+        _count(out)
         return out, False
+
+    def on_eof(self) -> tuple[list[Any], bool]:
+        # The last commit would only be published by a next batch that never comes.
+        self.shard.snapshot()
+        return self.shard.publish(), False
 
     def snapshot(self) -> dict[str, Any]:
         return self.shard.snapshot()
+
+
+def _count(items: list[Any]) -> None:
+    decisions: Counter[tuple[str, str, str]] = Counter()
+    segments: Counter[tuple[str, str]] = Counter()
+    for item in items:
+        if type(item) is Decision:
+            decisions[(item.trigger, item.outcome, item.reason or "")] += 1
+        elif type(item) is SegmentChange:
+            segments[(item.segment, item.change)] += 1
+    for labels, n in decisions.items():
+        metrics.DECISIONS.labels(*labels).inc(n)
+    for seg_labels, n in segments.items():
+        metrics.SEGMENT_CHANGES.labels(*seg_labels).inc(n)

@@ -24,14 +24,32 @@ from flows import metrics
 from flows.customers import CustomersLogic
 from flows.decide import DECIDE_KEY, DecideLogic
 from flows.parse import ParseLogic
+from flows.profiles import ProfileSink
 from flows.route import route
-from flows.sinks import dead_letter_line, dead_letters_sink, decision_line, decisions_sink
+from flows.sinks import (
+    dead_letter_line,
+    dead_letters_sink,
+    decision_line,
+    decisions_sink,
+    lines_sink,
+    outcome_line,
+    segment_line,
+)
 from nudge import config as config_mod
 from nudge.config import Config
 from nudge.errors import NudgeError
 from nudge.ids import log_id
-from nudge.records import DeadLetter, Decision, Email
-from state.policy import Policy
+from nudge.records import (
+    DeadLetter,
+    Decision,
+    Email,
+    Outcome,
+    ProfileWrite,
+    SegmentChange,
+    ShardMark,
+)
+from scoring.itemstats import ItemDelta
+from state.program import compile_program
 
 
 def _shaped(key: str, injected: Sink[Any] | None, default: Any, fmt: Any) -> tuple[Any, Sink[Any]]:
@@ -69,42 +87,75 @@ def _default_email_sink(config: Config) -> Sink[Any]:
     return DeliverySink(config, path)
 
 
+_FOR_DECIDE = (Decision, ShardMark, ItemDelta)
+
+
+def _kind(cls: type) -> Any:
+    return lambda item: type(item[1]) is cls
+
+
 def build_flow(config: Config, *, source: Source[Any] | None = None,
                sink: Sink[Any] | None = None, dead_letter_sink: Sink[Any] | None = None,
-               email_sink: Sink[Any] | None = None) -> Dataflow:
+               email_sink: Sink[Any] | None = None, segment_sink: Sink[Any] | None = None,
+               outcome_sink: Sink[Any] | None = None) -> Dataflow:
     """The dataflow for `config`. Tests inject any of the source and sinks.
 
     `sink` receives Decision records (the decision log); the default writes JSON lines to
     `outputs.decisions`. `dead_letter_sink` receives DeadLetter records; `email_sink`
-    receives (key, Email) pairs; the default delivers through the configured transport.
+    receives (key, Email) pairs, the default delivers through the configured transport;
+    `segment_sink` and `outcome_sink` receive SegmentChange and Outcome records. A bad
+    config raises ConfigError here, naming the key (state/program.py).
     """
+    program = compile_program(config)
     if source is None:
         from sources.kafka import KafkaEventSource
 
         source = KafkaEventSource(config.kafka, config.events)
-    policy = Policy.from_config(config)
-    events_cfg = config.events
+    outputs = config.outputs
 
     flow = Dataflow("nudge")
     raw = op.input("sources", flow, source)
     # (partition key, RawChunk): a batch of one source partition, in partition order
-    parsed = op.stateful_batch("parse", raw, partial(ParseLogic, events_cfg))
+    parsed = op.stateful_batch("parse", raw, partial(ParseLogic, config.events))
     # (partition key, ParsedChunk): events with effective times, dead letters, watermark
     bad_input = op.flat_map("dead_letters", parsed, lambda item: item[1].dead)
     # DeadLetter
     routed = op.flat_map("route", parsed, partial(route, shards=config.shards))
     # (shard key, ShardChunk): a shard's events of one chunk, then the partition's tick
     shards = op.stateful_batch(
-        "customers", routed, partial(CustomersLogic, policy, events_cfg.dedup_window))
-    # (shard key, Decision | ShardMark)
-    to_decide = op.map("to_decide", shards, lambda item: (DECIDE_KEY, item[1]))
-    # ("decide", Decision | ShardMark)
-    decided = op.stateful_batch("decide", to_decide, partial(DecideLogic, config.shards))
+        "customers", routed, partial(CustomersLogic, program, bool(outputs.profiles)))
+    # (shard key, Decision | ShardMark | ItemDelta | SegmentChange | Outcome | ProfileWrite)
+    to_decide = op.filter_map("to_decide", shards, lambda item: (
+        (DECIDE_KEY, item[1]) if type(item[1]) in _FOR_DECIDE else None))
+    # ("decide", Decision | ShardMark | ItemDelta)
+    decided = op.stateful_batch("decide", to_decide,
+                                partial(DecideLogic, config.shards, config.recommendations))
     # ("decide", Decision), in (due, customer, trigger, stage) order
     decisions = op.map("decisions", decided, lambda item: item[1])
     # Decision
-    fmt, log_sink = _shaped("decisions", sink, partial(decisions_sink, config), decision_line)
-    op.output("decision_log", op.map("decision_lines", decisions, fmt), log_sink)
+    log_fmt, log_sink = _shaped("decisions", sink, partial(decisions_sink, config),
+                                decision_line)
+    op.output("decision_log", op.map("decision_lines", decisions, log_fmt), log_sink)
+
+    if program.segments and (segment_sink is not None or outputs.segments):
+        changes = op.filter("segment_changes", shards, _kind(SegmentChange))
+        # (shard key, SegmentChange), per customer in event-time order
+        seg_fmt, seg_sink = _shaped("segments", segment_sink, partial(
+            lines_sink, config, outputs.segments, config.kafka.segments_topic), segment_line)
+        op.output("segment_out", op.map("segment_lines", changes,
+                                        lambda item: seg_fmt(item[1])), seg_sink)
+    if outcome_sink is not None or outputs.outcomes:
+        outcomes = op.filter("outcomes", shards, _kind(Outcome))
+        # (shard key, Outcome)
+        out_fmt, out_sink = _shaped("outcomes", outcome_sink, partial(
+            lines_sink, config, outputs.outcomes, config.kafka.outcomes_topic), outcome_line)
+        op.output("outcome_out", op.map("outcome_lines", outcomes,
+                                        lambda item: out_fmt(item[1])), out_sink)
+    if outputs.profiles:
+        writes = op.filter_map("profile_writes", shards, lambda item: (
+            ("profiles", item[1]) if type(item[1]) is ProfileWrite else None))
+        # ("profiles", ProfileWrite)
+        op.output("profiles", writes, ProfileSink(outputs.profiles))
 
     if config.delivery.transport == "none" and email_sink is None:
         # Dry run (shadow mode): the decision log only, nothing rendered or sent.
@@ -119,11 +170,11 @@ def build_flow(config: Config, *, source: Source[Any] | None = None,
         op.output("deliver", split.trues, email_sink or _default_email_sink(config))
         all_bad = op.merge("all_dead_letters", bad_input, bad_render)
     # DeadLetter
-    if dead_letter_sink is None and config.outputs.dead_letters == "kafka":
+    if dead_letter_sink is None and outputs.dead_letters == "kafka":
         dead_letter_sink = dead_letters_sink(config)  # takes DeadLetter records as they are
-    fmt, dl_sink = _shaped("dead_letters", dead_letter_sink, partial(dead_letters_sink, config),
-                           dead_letter_line)
-    op.output("dead_letter_out", op.map("dead_letter_lines", all_bad, fmt), dl_sink)
+    dl_fmt, dl_sink = _shaped("dead_letters", dead_letter_sink,
+                              partial(dead_letters_sink, config), dead_letter_line)
+    op.output("dead_letter_out", op.map("dead_letter_lines", all_bad, dl_fmt), dl_sink)
     return flow
 
 

@@ -15,3 +15,6 @@ LATE = Counter("nudge_late_events_total",
 IGNORED = Counter("nudge_ignored_events_total", "Events named in events.ignore", ["partition"])
 DUPLICATES = Counter("nudge_duplicate_events_total", "Repeated messageIds dropped", ["shard"])
 DECISIONS = Counter("nudge_decisions_total", "Journey decisions", ["trigger", "outcome", "reason"])
+SEGMENT_CHANGES = Counter("nudge_segment_changes_total", "Segment membership changes",
+                          ["segment", "change"])
+OUTCOMES = Counter("nudge_outcomes_total", "Attribution outcomes", ["trigger", "outcome"])

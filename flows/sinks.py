@@ -1,4 +1,5 @@
-"""Where decisions and dead letters go: JSONL files (resumable) or Kafka topics.
+"""Where decisions, segment changes, outcomes and dead letters go: JSONL files (resumable)
+or Kafka topics.
 
 File sinks are Bytewax's FileSink: on resume it truncates the file to the snapshotted
 length, so a crash-and-resume run writes exactly the lines of an uninterrupted one.
@@ -15,13 +16,14 @@ import orjson
 from bytewax.connectors.files import FileSink
 
 from nudge.config import Config
-from nudge.records import DeadLetter, Decision
+from nudge.records import DeadLetter, Decision, Outcome, SegmentChange
 from nudge.timefmt import to_iso
 
 
 def decision_json(d: Decision) -> dict[str, Any]:
-    """One decision-log line (README "Decision log")."""
-    return {
+    """One decision-log line (README "Decision log"); `variant` only for a stage with an
+    experiment, so the lines of journeys without one keep their shape."""
+    line: dict[str, Any] = {
         "customer_id": d.customer_id,
         "trigger": d.trigger,
         "episode": d.episode,
@@ -30,6 +32,21 @@ def decision_json(d: Decision) -> dict[str, Any]:
         "outcome": d.outcome,
         "reason": d.reason,
     }
+    if d.variant is not None:
+        line["variant"] = d.variant
+    return line
+
+
+def segment_line(s: SegmentChange) -> str:
+    return orjson.dumps({"customer_id": s.customer_id, "segment": s.segment,
+                         "change": s.change, "at": to_iso(s.at)}).decode()
+
+
+def outcome_line(o: Outcome) -> str:
+    return orjson.dumps({"customer_id": o.customer_id, "trigger": o.trigger,
+                         "episode": o.episode, "stage": o.stage, "decided": to_iso(o.decided),
+                         "variant": o.variant, "arm": o.arm, "outcome": o.outcome,
+                         "at": to_iso(o.at), "revenue": o.revenue}).decode()
 
 
 def decision_line(d: Decision) -> str:
@@ -53,6 +70,15 @@ def decisions_sink(config: Config) -> Any:
         from delivery.kafka import KafkaLinesSink
 
         return KafkaLinesSink(config.kafka, config.kafka.decisions_topic)
+    return file_sink(target)
+
+
+def lines_sink(config: Config, target: str, topic: str) -> Any:
+    """JSON lines to a file, or to `topic` when the target is "kafka"."""
+    if target == "kafka":
+        from delivery.kafka import KafkaLinesSink
+
+        return KafkaLinesSink(config.kafka, topic)
     return file_sink(target)
 
 

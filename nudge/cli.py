@@ -5,6 +5,9 @@
     nudge run --config C            the live Kafka flow, with recovery when configured
     nudge recovery init --config C  create the recovery store once, before the first run
     nudge preview --config C        render a template for a sample customer to HTML
+    nudge check --config C          validate a config: keys, journeys, segment rules
+    nudge inspect CUSTOMER_ID       a customer's features, segments, scores and stages
+    nudge model report              the propensity model's progressive validation
     nudge deadletters replay --config C [--from FILE | --from-topic] [--dry-run]
                                     re-feed dead letters that parse after a fix
 """
@@ -91,6 +94,45 @@ def summarize(decisions: Path, dead_letters: Path | None, outbox: Path | None) -
     return "\n".join(lines)
 
 
+def summarize_more(config: Config) -> str:
+    """Segment changes, attribution outcomes and the model, when the config has them."""
+    lines = []
+    seg = Path(config.outputs.segments) if config.outputs.segments not in ("", "kafka") else None
+    if seg is not None and seg.exists():
+        changes: collections.Counter[tuple[str, str]] = collections.Counter()
+        with seg.open("rb") as f:
+            for line in f:
+                d = orjson.loads(line)
+                changes[(d["segment"], d["change"])] += 1
+        lines.append(f"segment changes: {sum(changes.values())} ({seg})")
+        for name in sorted({s for s, _ in changes}):
+            lines.append(f"  {name:<20} entered {changes[(name, 'entered')]:>6}   "
+                         f"exited {changes[(name, 'exited')]:>6}")
+    out = Path(config.outputs.outcomes) if config.outputs.outcomes not in ("", "kafka") else None
+    if out is not None and out.exists():
+        arms: collections.Counter[tuple[str, int, str, str]] = collections.Counter()
+        with out.open("rb") as f:
+            for line in f:
+                d = orjson.loads(line)
+                arm = "holdout" if d["arm"] == "holdout" else d["variant"] or "sent"
+                arms[(d["trigger"], d["stage"], arm, d["outcome"])] += 1
+        lines.append(f"attribution: an order within {config.model.attribution_window // 3_600_000}"
+                     f" h of the decision, by journey, stage and arm ({out})")
+        for trigger, stage, arm in sorted({k[:3] for k in arms}):
+            conv = arms[(trigger, stage, arm, "converted")]
+            total = conv + arms[(trigger, stage, arm, "not_converted")]
+            lines.append(f"  {trigger:<20} stage {stage}  {arm:<9} {conv:>5} of {total:>5} "
+                         f"converted ({100 * conv / total if total else 0:5.1f}%)")
+    if config.outputs.profiles and config.model.enabled:
+        from nudge.inspection import format_model_report, model_report
+
+        try:
+            lines.append(format_model_report(model_report(config)))
+        except NudgeError as exc:
+            lines.append(f"propensity model: {exc}")
+    return "\n".join(lines)
+
+
 def replay(files: list[str], config: Config, *, decisions: str, outbox: str | None,
            dead_letters: str | None, workers: int) -> Config:
     from flows.dataflow import build_flow
@@ -102,8 +144,8 @@ def replay(files: list[str], config: Config, *, decisions: str, outbox: str | No
     if outbox is not None:
         delivery = _with(delivery, transport="outbox", outbox_dir=outbox)
     config = _with(config, outputs=outputs, delivery=delivery)
-    for path in (decisions, outputs.dead_letters):
-        if path != "kafka":
+    for path in (decisions, outputs.dead_letters, outputs.segments, outputs.outcomes):
+        if path and path != "kafka":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             Path(path).unlink(missing_ok=True)
     delivery_dl = Path(outputs.dead_letters).with_suffix(".delivery.jsonl")
@@ -122,17 +164,23 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+DEMO_CONFIG = Path(__file__).parent / "data" / "demo.toml"
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
+    import shutil
+
     sample = Path(__file__).parent / "data" / "sample-events.jsonl"
     out = Path(args.out)
-    base = _load(args)
-    # A fresh ledger each demo run: the demo shows every email, not only new ones.
-    ledger = out / "ledger"
-    if ledger.exists():
-        import shutil
-
-        shutil.rmtree(ledger)
-    cfg = _with(base, delivery=_with(base.delivery, ledger_dir=str(ledger)))
+    base = config_mod.load(args.config or DEMO_CONFIG)
+    # A fresh ledger and view each demo run: the demo shows every email, not only new ones.
+    for state in (out / "ledger", out / "profiles"):
+        if state.exists():
+            shutil.rmtree(state)
+    cfg = _with(base, delivery=_with(base.delivery, ledger_dir=str(out / "ledger")),
+                outputs=_with(base.outputs, segments=str(out / "segments.jsonl"),
+                              outcomes=str(out / "outcomes.jsonl"),
+                              profiles=str(out / "profiles")))
     outbox = out / "outbox"
     if outbox.exists():
         for f in outbox.iterdir():
@@ -140,8 +188,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 f.unlink()
     replay([str(sample)], cfg, decisions=str(out / "decisions.jsonl"), outbox=str(outbox),
            dead_letters=str(out / "dead-letters.jsonl"), workers=1)
-    print(f"replayed {sample.name} through the dataflow")
+    print(f"replayed {sample.name} through the dataflow "
+          f"(config {args.config or DEMO_CONFIG.name})")
     print(summarize(out / "decisions.jsonl", out / "dead-letters.jsonl", outbox))
+    print(summarize_more(cfg))
+    print(f"inspect a customer: nudge inspect <customer id> --config {args.config or DEMO_CONFIG}"
+          f" (with outputs.profiles = {cfg.outputs.profiles!r})")
     return 0
 
 
@@ -172,6 +224,37 @@ def cmd_recovery_init(args: argparse.Namespace) -> int:
         return 0
     init_db_dir(rdir, args.partitions)
     print(f"created a recovery store with {args.partitions} partitions in {rdir}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from state.program import compile_program
+
+    cfg = _load(args)
+    program = compile_program(cfg)
+    print(f"config {args.config or '(defaults)'}: ok")
+    for j in program.journeys:
+        delays = ", ".join(f"{s.delay // 60_000}m" for s in j.stages)
+        print(f"  journey {j.name:<20} entry {cfg.trigger(j.name).entry!r}, stages {delays}")
+    for name, rule in program.segments:
+        print(f"  segment {name:<20} {rule.text}")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from nudge.inspection import profile
+    from nudge.timefmt import parse_iso
+
+    at = parse_iso(args.at) if args.at else None
+    print(orjson.dumps(profile(_load(args), args.customer_id, at),
+                       option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+def cmd_model_report(args: argparse.Namespace) -> int:
+    from nudge.inspection import format_model_report, model_report
+
+    print(format_model_report(model_report(_load(args))))
     return 0
 
 
@@ -303,6 +386,22 @@ def parser() -> argparse.ArgumentParser:
     dlr.add_argument("--dry-run", action="store_true",
                      help="print what would happen; write, produce and record nothing")
     dlr.set_defaults(func=cmd_deadletters_replay)
+
+    ck = with_config(sub.add_parser("check", help="validate a config (rules, journeys, keys)"))
+    ck.set_defaults(func=cmd_check)
+
+    ins = with_config(sub.add_parser(
+        "inspect", help="a customer's features, segments, scores, pending stages, decisions"))
+    ins.add_argument("customer_id")
+    ins.add_argument("--at", help="compute time-dependent features at this ISO-8601 time "
+                                  "(default: the customer's last event)")
+    ins.set_defaults(func=cmd_inspect)
+
+    model = sub.add_parser("model", help="the propensity model")
+    model_sub = model.add_subparsers(dest="model_command", required=True)
+    mr = with_config(model_sub.add_parser(
+        "report", help="progressive validation (ROC AUC, log loss) from the profile view"))
+    mr.set_defaults(func=cmd_model_report)
 
     pv = with_config(sub.add_parser("preview", help="render a template to an HTML file"))
     pv.add_argument("--trigger", default="cart_abandonment")

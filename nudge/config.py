@@ -7,21 +7,35 @@ Traceback (most recent call last):
 ...
 nudge.errors.ConfigError: config caps.window: invalid duration '1x' (use e.g. 30m, 1h, 24h, 7d)
 >>> cfg = load_text('[triggers.cart_abandonment]\\nstages = ["30m", "24h"]')
->>> cfg.cart.stages
-(1800000, 86400000)
+>>> [stage.delay for stage in cfg.trigger("cart_abandonment").stages]
+[1800000, 86400000]
+
+Journeys, segments, features, the model and recommendations: nudge/journeyconfig.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from nudge.configtable import Table, clock, non_negative
 from nudge.errors import ConfigError
+from nudge.journeyconfig import (
+    FeaturesConfig,
+    ModelConfig,
+    RecommendConfig,
+    SegmentConfig,
+    TriggerConfig,
+    parse_features,
+    parse_model,
+    parse_recommendations,
+    parse_segments,
+    parse_triggers,
+)
 from nudge.timefmt import parse_duration
 
 
@@ -32,6 +46,8 @@ class KafkaConfig:
     dead_letter_topic: str = "nudge-dead-letters"
     decisions_topic: str = "nudge-decisions"
     email_topic: str = "nudge-emails"
+    segments_topic: str = "nudge-segments"
+    outcomes_topic: str = "nudge-outcomes"
     batch_size: int = 2000
     tail: bool = True
     client_config: tuple[tuple[str, str], ...] = ()
@@ -46,13 +62,6 @@ class EventsConfig:
     max_future_skew: int = parse_duration("1d")
     ignore: tuple[str, ...] = ()
     batch_size: int = 2000
-
-
-@dataclass(frozen=True, slots=True)
-class CartConfig:
-    enabled: bool = True
-    stages: tuple[int, ...] = (parse_duration("1h"),)
-    template: str = "cart_abandonment"
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +134,9 @@ class DeliveryConfig:
 class OutputsConfig:
     decisions: str = "var/decisions.jsonl"  # a path, or "kafka" for kafka.decisions_topic
     dead_letters: str = "var/dead-letters.jsonl"  # a path, or "kafka"
+    segments: str = "var/segments.jsonl"  # membership changes: a path, "kafka", or "" (off)
+    outcomes: str = "var/outcomes.jsonl"  # did a decision convert: a path, "kafka", or ""
+    profiles: str = "var/profiles"  # the queryable profile view (RocksDB dir), or "" (off)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,12 +155,20 @@ class RecoveryConfig:
     backup_interval: int = parse_duration("0s")
 
 
+def default_triggers() -> tuple[TriggerConfig, ...]:
+    return parse_triggers(Table({}, "triggers"))
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     shards: int = 64
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
-    cart: CartConfig = field(default_factory=CartConfig)
+    triggers: tuple[TriggerConfig, ...] = field(default_factory=default_triggers)
+    segments: tuple[SegmentConfig, ...] = ()
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    recommendations: RecommendConfig = field(default_factory=RecommendConfig)
     caps: CapsConfig = field(default_factory=CapsConfig)
     quiet_hours: QuietHoursConfig = field(default_factory=QuietHoursConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
@@ -157,96 +177,20 @@ class Config:
     recovery: RecoveryConfig = field(default_factory=RecoveryConfig)
     dead_letter_replay: DeadLetterReplayConfig = field(default_factory=DeadLetterReplayConfig)
 
+    def trigger(self, name: str) -> TriggerConfig:
+        for t in self.triggers:
+            if t.name == name:
+                return t
+        raise KeyError(name)
 
-class _Table:
-    """A TOML table being read: typed getters that name the key path, and a check that
-    every key was understood (a typo must not silently fall back to a default)."""
-
-    def __init__(self, data: Any, path: str) -> None:
-        if not isinstance(data, dict):
-            raise ConfigError(path, f"expected a table, got {type(data).__name__}")
-        self.data = data
-        self.path = path
-        self.seen: set[str] = set()
-
-    def key(self, name: str) -> str:
-        return f"{self.path}.{name}" if self.path else name
-
-    def get(self, name: str, kind: type | tuple[type, ...], default: Any) -> Any:
-        self.seen.add(name)
-        if name not in self.data:
-            return default
-        value = self.data[name]
-        if kind is not bool and isinstance(value, bool):
-            raise ConfigError(self.key(name), f"expected {_kind_name(kind)}, got a boolean")
-        if not isinstance(value, kind):
-            raise ConfigError(self.key(name), f"expected {_kind_name(kind)}, got {value!r}")
-        return value
-
-    def positive_int(self, name: str, default: int) -> int:
-        value = self.get(name, int, default)
-        if value < 1:
-            raise ConfigError(self.key(name), f"must be at least 1, got {value}")
-        return int(value)
-
-    def duration(self, name: str, default: int) -> int:
-        value = self.get(name, str, None)
-        if value is None:
-            return default
-        try:
-            return parse_duration(value)
-        except ValueError as exc:
-            raise ConfigError(self.key(name), str(exc)) from None
-
-    def choice(self, name: str, options: tuple[str, ...], default: str) -> str:
-        value = self.get(name, str, default)
-        if value not in options:
-            raise ConfigError(self.key(name), f"must be one of {', '.join(options)}; got {value!r}")
-        return str(value)
-
-    def strings(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
-        value = self.get(name, list, None)
-        if value is None:
-            return default
-        for i, item in enumerate(value):
-            if not isinstance(item, str):
-                raise ConfigError(f"{self.key(name)}[{i}]", f"expected a string, got {item!r}")
-        return tuple(value)
-
-    def table(self, name: str) -> _Table:
-        self.seen.add(name)
-        return _Table(self.data.get(name, {}), self.key(name))
-
-    def done(self) -> None:
-        unknown = sorted(set(self.data) - self.seen)
-        if unknown:
-            raise ConfigError(self.key(unknown[0]), "unknown key (check the spelling)")
+    @property
+    def journeys(self) -> tuple[TriggerConfig, ...]:
+        """The enabled triggers, in config order (presets first): the order stages of one
+        customer due at the same instant are reached in."""
+        return tuple(t for t in self.triggers if t.enabled)
 
 
-def _kind_name(kind: type | tuple[type, ...]) -> str:
-    names = {str: "a string", int: "an integer", bool: "a boolean", list: "a list",
-             dict: "a table", float: "a number"}
-    if isinstance(kind, tuple):
-        return " or ".join(names.get(k, k.__name__) for k in kind)
-    return names.get(kind, kind.__name__)
-
-
-def _clock(table: _Table, name: str, default: int) -> int:
-    value = table.get(name, str, None)
-    if value is None:
-        return default
-    try:
-        hours, minutes = value.split(":")
-        total = int(hours) * 60 + int(minutes)
-        if not (0 <= int(hours) < 24 and 0 <= int(minutes) < 60):
-            raise ValueError
-    except ValueError:
-        raise ConfigError(table.key(name),
-                          f"expected a local time like '21:00', got {value!r}") from None
-    return total
-
-
-def _kafka(t: _Table) -> KafkaConfig:
+def _kafka(t: Table) -> KafkaConfig:
     d = KafkaConfig()
     brokers = t.strings("brokers", d.brokers)
     if not brokers:
@@ -258,6 +202,8 @@ def _kafka(t: _Table) -> KafkaConfig:
         dead_letter_topic=t.get("dead_letter_topic", str, d.dead_letter_topic),
         decisions_topic=t.get("decisions_topic", str, d.decisions_topic),
         email_topic=t.get("email_topic", str, d.email_topic),
+        segments_topic=t.get("segments_topic", str, d.segments_topic),
+        outcomes_topic=t.get("outcomes_topic", str, d.outcomes_topic),
         batch_size=t.positive_int("batch_size", d.batch_size),
         tail=t.get("tail", bool, d.tail),
         client_config=tuple(sorted((str(k), str(v)) for k, v in client.items())),
@@ -266,7 +212,7 @@ def _kafka(t: _Table) -> KafkaConfig:
     return cfg
 
 
-def _events(t: _Table) -> EventsConfig:
+def _events(t: Table) -> EventsConfig:
     d = EventsConfig()
     cfg = EventsConfig(
         max_payload_bytes=t.positive_int("max_payload_bytes", d.max_payload_bytes),
@@ -281,31 +227,7 @@ def _events(t: _Table) -> EventsConfig:
     return cfg
 
 
-def _cart(t: _Table) -> CartConfig:
-    d = CartConfig()
-    raw = t.strings("stages", ())
-    stages: list[int] = []
-    for i, text in enumerate(raw):
-        try:
-            stages.append(parse_duration(text))
-        except ValueError as exc:
-            raise ConfigError(f"{t.key('stages')}[{i}]", str(exc)) from None
-    if raw and not stages:
-        raise ConfigError(t.key("stages"), "needs at least one delay")
-    if any(b <= a for a, b in itertools.pairwise(stages)):
-        raise ConfigError(t.key("stages"), "delays must increase (e.g. ['1h', '24h'])")
-    if stages and stages[0] <= 0:
-        raise ConfigError(f"{t.key('stages')}[0]", "the first delay must be positive")
-    cfg = CartConfig(
-        enabled=t.get("enabled", bool, d.enabled),
-        stages=tuple(stages) or d.stages,
-        template=t.get("template", str, d.template),
-    )
-    t.done()
-    return cfg
-
-
-def _quiet_hours(t: _Table) -> QuietHoursConfig:
+def _quiet_hours(t: Table) -> QuietHoursConfig:
     d = QuietHoursConfig()
     tz = t.get("default_timezone", str, d.default_timezone)
     try:
@@ -314,8 +236,8 @@ def _quiet_hours(t: _Table) -> QuietHoursConfig:
         raise ConfigError(t.key("default_timezone"), f"unknown IANA timezone {tz!r}") from None
     cfg = QuietHoursConfig(
         enabled=t.get("enabled", bool, d.enabled),
-        start=_clock(t, "start", d.start),
-        end=_clock(t, "end", d.end),
+        start=clock(t, "start", d.start),
+        end=clock(t, "end", d.end),
         default_timezone=tz,
         action=t.choice("action", ("defer", "suppress"), d.action),
     )
@@ -325,7 +247,7 @@ def _quiet_hours(t: _Table) -> QuietHoursConfig:
     return cfg
 
 
-def _strings_table(t: _Table, cls: type, defaults: Any) -> Any:
+def _strings_table(t: Table, cls: type, defaults: Any) -> Any:
     values = {}
     for f in dataclasses.fields(cls):
         name = f.name
@@ -343,14 +265,7 @@ def _strings_table(t: _Table, cls: type, defaults: Any) -> Any:
     return cls(**values)
 
 
-def _non_negative(t: _Table, name: str, default: int) -> int:
-    value = t.get(name, int, default)
-    if value < 0:
-        raise ConfigError(t.key(name), f"must be 0 or more, got {value}")
-    return int(value)
-
-
-def _delivery(t: _Table) -> DeliveryConfig:
+def _delivery(t: Table) -> DeliveryConfig:
     d = DeliveryConfig()
     cfg = DeliveryConfig(
         transport=t.choice("transport", ("outbox", "esp", "smtp", "kafka", "none"), d.transport),
@@ -358,7 +273,7 @@ def _delivery(t: _Table) -> DeliveryConfig:
         ledger_dir=t.get("ledger_dir", str, d.ledger_dir),
         concurrency=t.positive_int("concurrency", d.concurrency),
         queue_size=t.positive_int("queue_size", d.queue_size),
-        rate_limit=_non_negative(t, "rate_limit", d.rate_limit),
+        rate_limit=non_negative(t, "rate_limit", d.rate_limit),
         esp=_strings_table(t.table("esp"), EspConfig, d.esp),
         smtp=_strings_table(t.table("smtp"), SmtpConfig, d.smtp),
     )
@@ -366,7 +281,7 @@ def _delivery(t: _Table) -> DeliveryConfig:
     return cfg
 
 
-def _recovery(t: _Table) -> RecoveryConfig:
+def _recovery(t: Table) -> RecoveryConfig:
     d = RecoveryConfig()
     cfg = RecoveryConfig(
         dir=t.get("dir", str, d.dir),
@@ -378,11 +293,9 @@ def _recovery(t: _Table) -> RecoveryConfig:
 
 
 def from_dict(data: dict[str, Any]) -> Config:
-    root = _Table(data, "")
+    root = Table(data, "")
     shards = root.positive_int("shards", Config().shards)
-    triggers = root.table("triggers")
-    cart = _cart(triggers.table("cart_abandonment"))
-    triggers.done()
+    triggers = parse_triggers(root.table("triggers"))
     caps_t = root.table("caps")
     caps_d = CapsConfig()
     caps = CapsConfig(
@@ -394,7 +307,11 @@ def from_dict(data: dict[str, Any]) -> Config:
         shards=shards,
         kafka=_kafka(root.table("kafka")),
         events=_events(root.table("events")),
-        cart=cart,
+        triggers=triggers,
+        segments=parse_segments(root.table("segments")),
+        features=parse_features(root.table("features")),
+        model=parse_model(root.table("model")),
+        recommendations=parse_recommendations(root.table("recommendations")),
         caps=caps,
         quiet_hours=_quiet_hours(root.table("quiet_hours")),
         render=_strings_table(root.table("render"), RenderConfig, RenderConfig()),

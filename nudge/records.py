@@ -44,6 +44,27 @@ class Kind:
     EMAIL_CLICKED = 10
 
 
+# Segment spec track event names (e-commerce v2, their v1 aliases, email events) -> Kind.
+TRACK_NAMES: dict[str, int] = {
+    "Product Viewed": Kind.PRODUCT_VIEWED,
+    "Viewed Product": Kind.PRODUCT_VIEWED,
+    "Product Added": Kind.PRODUCT_ADDED,
+    "Added Product": Kind.PRODUCT_ADDED,
+    "Product Removed": Kind.PRODUCT_REMOVED,
+    "Removed Product": Kind.PRODUCT_REMOVED,
+    "Cart Viewed": Kind.CART_VIEWED,
+    "Viewed Cart": Kind.CART_VIEWED,
+    "Checkout Started": Kind.CHECKOUT_STARTED,
+    "Started Checkout": Kind.CHECKOUT_STARTED,
+    "Order Completed": Kind.ORDER_COMPLETED,
+    "Completed Order": Kind.ORDER_COMPLETED,
+    "Unsubscribed": Kind.UNSUBSCRIBED,
+    "Email Unsubscribed": Kind.UNSUBSCRIBED,
+    "Email Opened": Kind.EMAIL_OPENED,
+    "Email Link Clicked": Kind.EMAIL_CLICKED,
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Position:
     """Where a record came from: a Kafka (topic, partition, offset) or a (file, -1, line)."""
@@ -235,7 +256,9 @@ class CartLine:
 
 @dataclass(frozen=True, slots=True)
 class EmailContext:
-    """What a template may know about the recipient at decision time."""
+    """What a template may know about the recipient at decision time. The shard fills in
+    the customer's side; decide adds what needs every shard's view of the catalogue
+    (`viewed`, `recommendations`)."""
 
     email: str
     first_name: str | None
@@ -243,11 +266,28 @@ class EmailContext:
     timezone: str | None
     cart: tuple[CartLine, ...] = ()
     cart_value: float = 0.0
+    recent: tuple[str, ...] = ()  # viewed product ids, most recent first
+    bought: tuple[str, ...] = ()  # bought product ids, most recent first
+    preferred_category: str | None = None
+    segments: tuple[str, ...] = ()
+    lifecycle: str = ""
+    viewed: tuple[CartLine, ...] = ()  # `recent` with product details (decide)
+    recommendations: tuple[CartLine, ...] = ()  # (decide)
+
+
+@dataclass(frozen=True, slots=True)
+class Incentive:
+    text: str
+    code: str
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """The outcome of one journey stage reaching its due time. The decision log's unit."""
+    """The outcome of one journey stage reaching its due time. The decision log's unit.
+
+    `variant` is the stage's experiment arm (None without an experiment); `template` and
+    `subject` are what the arm renders (subject "" = the template's own); `propensity`
+    is the shard model's score at the due time (sent decisions only)."""
 
     customer_id: str
     trigger: str
@@ -257,6 +297,11 @@ class Decision:
     outcome: str
     reason: str | None
     context: EmailContext | None = field(default=None, compare=False)
+    variant: str | None = None
+    template: str = ""
+    subject: str = field(default="", compare=False)
+    propensity: float | None = field(default=None, compare=False)
+    incentive: Incentive | None = field(default=None, compare=False)
 
     @property
     def idempotency_key(self) -> str:
@@ -295,5 +340,43 @@ class Email:
     tags: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class SegmentChange:
+    """A customer entered or left a segment at event time `at`."""
+
+    customer_id: str
+    segment: str
+    change: str  # "entered" | "exited"
+    at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """Whether a decision converted: an order within the attribution window after it
+    (`converted`, at the order's time, with its revenue) or none (`not_converted`, at the
+    window's end). Holdout decisions get outcomes too: that is the lift baseline."""
+
+    customer_id: str
+    trigger: str
+    episode: int
+    stage: int
+    decided: int  # the decision's due time
+    variant: str | None
+    arm: str  # the decision's outcome: sent | holdout
+    outcome: str  # converted | not_converted
+    at: int
+    revenue: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileWrite:
+    """A customer's committed record (or a shard's shared state, key `__shard__/N`) for the
+    queryable profile view."""
+
+    key: str
+    value: bytes
+
+
 OUTCOME_SENT = "sent"
 OUTCOME_SUPPRESSED = "suppressed"
+OUTCOME_HOLDOUT = "holdout"

@@ -4,6 +4,9 @@ Deterministic: the same arguments give the same bytes (one seeded Random, no wal
 Customers arrive over the period; each has sessions of product views during their waking
 hours, some add to cart, some remove, some buy at once, most abandon and a few come back
 later and buy. Identify calls carry names (non-ASCII included), timezones and consent.
+Some customers are returning ones: their identify and one to three orders lie 60 to 200
+days before the period (lapsed customers for the win-back journey), and some of them come
+back. Customers who consented open and click emails now and then (engagement).
 
     python -m nudge.sample OUT.jsonl --customers 1500 --days 7 --seed 7 --bad-ratio 0.003
 """
@@ -81,9 +84,36 @@ def _catalogue() -> list[dict[str, Any]]:
 CATALOGUE = _catalogue()
 
 
+def _traits(rng: random.Random, cid: str, first: str, zone: str) -> dict[str, Any]:
+    traits: dict[str, Any] = {"first_name": first, "last_name": rng.choice(LAST),
+                              "timezone": zone, "marketing_consent": rng.random() > 0.08}
+    if rng.random() > 0.03:
+        traits["email"] = (f"{first.lower().replace('ł', 'l')}.{cid}@example.com"
+                           .encode("ascii", "ignore").decode())
+    return traits
+
+
+def _history(rng: random.Random, cid: str, start: int) -> list[tuple[int, dict[str, Any]]]:
+    """A returning customer's past: identify, then one to three orders, all before `start`."""
+    ident = {"userId": cid}
+    t = start - rng.randint(60, 200) * DAY
+    first = rng.choice(FIRST)
+    out: list[tuple[int, dict[str, Any]]] = [
+        (t, {"type": "identify", **ident, "traits": _traits(rng, cid, first,
+                                                            rng.choice(ZONES))})]
+    for _ in range(rng.choice([1, 1, 2, 3])):
+        t += rng.randint(1 * HOUR, 40 * DAY)
+        if t >= start - 50 * DAY:
+            break
+        products = [{**item, "quantity": 1} for item in rng.sample(CATALOGUE, rng.randint(1, 3))]
+        value = round(sum(p["price"] for p in products), 2)
+        out.append((t, _order(rng, ident, products, value)))
+    return out
+
+
 def _customer_events(rng: random.Random, cid: str, start: int, end: int,
-                     anonymous: bool, sessions_mean: float = 2.2
-                     ) -> list[tuple[int, dict[str, Any]]]:
+                     anonymous: bool, sessions_mean: float = 2.2, *,
+                     returning: bool = False) -> list[tuple[int, dict[str, Any]]]:
     """One customer's history as (time, event) pairs, in time order."""
     out: list[tuple[int, dict[str, Any]]] = []
     zone = rng.choice(ZONES)
@@ -92,7 +122,8 @@ def _customer_events(rng: random.Random, cid: str, start: int, end: int,
     favourite = rng.choice(list(CATEGORIES))
     t = start
     sessions = max(1, int(rng.expovariate(1 / sessions_mean)))
-    identified = False
+    identified = returning  # a returning customer identified in their history
+    consent = not anonymous
     cart: dict[str, dict[str, Any]] = {}
     first = rng.choice(FIRST)
     for _ in range(sessions):
@@ -104,13 +135,17 @@ def _customer_events(rng: random.Random, cid: str, start: int, end: int,
             break
         if not anonymous and not identified:
             identified = True
-            traits: dict[str, Any] = {"first_name": first, "last_name": rng.choice(LAST),
-                                      "timezone": zone,
-                                      "marketing_consent": rng.random() > 0.08}
-            if rng.random() > 0.03:
-                traits["email"] = (f"{first.lower().replace('ł', 'l')}.{cid}@example.com"
-                                   .encode("ascii", "ignore").decode())
+            traits = _traits(rng, cid, first, zone)
+            consent = traits["marketing_consent"] and "email" in traits
             out.append((t, {"type": "identify", **ident, "traits": traits}))
+        if consent and rng.random() < 0.35:  # opened one of the shop's emails, maybe clicked
+            t += rng.randint(1 * MINUTE, 30 * MINUTE)
+            out.append((t, {"type": "track", "event": "Email Opened", **ident,
+                            "properties": {"email_subject": "From the shop"}}))
+            if rng.random() < 0.3:
+                t += rng.randint(5 * SECOND, 2 * MINUTE)
+                out.append((t, {"type": "track", "event": "Email Link Clicked", **ident,
+                                "properties": {"link_url": "https://shop.example/"}}))
         for _ in range(rng.randint(1, 6)):
             t += rng.randint(10 * SECOND, 4 * MINUTE)
             cat = favourite if rng.random() < 0.6 else rng.choice(list(CATEGORIES))
@@ -198,7 +233,8 @@ BAD = [
 def iter_events(*, customers: int, days: float = 7, seed: int = 7,
                 start: str = "2026-10-05T00:00:00Z", bad_ratio: float = 0.0,
                 anonymous_share: float = 0.05, duplicate_ratio: float = 0.002,
-                sessions_mean: float = 2.2,
+                sessions_mean: float = 2.2, returning_share: float = 0.15,
+                comeback_share: float = 0.3,
                 stats: Counter[str] | None = None) -> Iterator[bytes]:
     """Lines in time order. Memory stays small: customers are generated lazily as their
     first event comes due and merged by time with a heap."""
@@ -211,6 +247,14 @@ def iter_events(*, customers: int, days: float = 7, seed: int = 7,
     seq = 0
     next_customer = 0
     recent: list[bytes] = []
+    # Returning customers' past comes first (it is older than everything else); their
+    # arrival in the period is a comeback, for some of them.
+    hrng = random.Random(seed * 7919 + 1)
+    returning = {i for i in range(customers) if hrng.random() < returning_share}
+    for i in sorted(returning):
+        for ts, ev in _history(hrng, f"c{i:07d}", t0):
+            seq += 1
+            heapq.heappush(heap, (ts, seq, i, ev))
 
     def admit(until: int) -> None:
         nonlocal next_customer, seq
@@ -218,9 +262,13 @@ def iter_events(*, customers: int, days: float = 7, seed: int = 7,
             i = next_customer
             next_customer += 1
             crng = random.Random(rng.random())
-            anon = crng.random() < anonymous_share
+            back = i in returning
+            if back and crng.random() > comeback_share:
+                continue  # lapsed and stays away
+            anon = not back and crng.random() < anonymous_share
             cid = f"anon-{i:07d}" if anon else f"c{i:07d}"
-            for ts, ev in _customer_events(crng, cid, arrivals[i], end, anon, sessions_mean):
+            for ts, ev in _customer_events(crng, cid, arrivals[i], end, anon, sessions_mean,
+                                           returning=back):
                 seq += 1
                 heapq.heappush(heap, (ts, seq, i, ev))
 

@@ -1,12 +1,12 @@
-"""The per-customer record and the pure transition `apply(customer, event)`.
+"""The per-customer record and `apply_facts(customer, event)`: what an event says about them.
 
-A record holds the profile and consent, the cart, the cart episode, bucketed counters and
-the recent sends the frequency cap needs. No event lists: a customer's memory stays a few
-hundred bytes whatever their history. Records are encoded to compact bytes between epochs
-(`encode` / `decode`) and kept decoded only while in use.
+A record holds the profile and consent, the cart, order history, bucketed counters, the
+few product ids recommendations need, and the journey, segment and attribution state. No
+event lists: a customer's memory stays a few hundred bytes whatever their history. Records
+are encoded to compact bytes between epochs (`encode` / `decode`, a positional JSON array).
 
-Journey timing (when a stage is due, what happens when it is reached) lives in
-state/cart.py; this module only moves the facts.
+What follows from the facts lives elsewhere: journeys (state/journeys.py), segments
+(state/segments.py), the shard's own bookkeeping (state/shard.py).
 """
 
 from __future__ import annotations
@@ -17,42 +17,35 @@ import orjson
 
 from nudge.records import Event, Kind
 from nudge.timefmt import DAY, HOUR
-from state.windows import bump, day, hour, last_bucket, window_sum
+from state.windows import bump, last_bucket
 
-FORMAT = 1
+FORMAT = 2
 MAX_CART_LINES = 100
 MAX_CATEGORIES = 32
+MAX_RECENT = 8  # recently viewed products (recommendation seeds, co-view pairs)
+MAX_BOUGHT = 20  # recently bought products (excluded from recommendations)
+MAX_DECISIONS = 10  # recent decisions, for `nudge inspect`
+MAX_OUTCOMES = 8  # sends and episodes waiting for their attribution window
 
-# Counter series names: views and adds per category ("v:<category>"), hour and day buckets.
-VIEWS_DAY = "v:"
-VIEWS_HOUR = "vh:"
-ADDS_DAY = "a"
-ADDS_HOUR = "ah"
-ORDERS_DAY = "o"
-SPEND_DAY = "s"
+# Counter series: day and hour buckets ([bucket, value, ...], state/windows.py).
+VIEWS = "v:"  # + category: views per day
+VIEWS_H = "vh:"  # + category: views per hour (the 1-day windows)
+ADDS = "a:"  # + category: cart adds per day
+ADDS_H = "ah:"  # + category: cart adds per hour
+ORDERS = "o"  # orders per day (365 days)
+SPEND = "s"  # spend per day (365 days)
+OPENS = "eo"  # emails opened per day (30 days)
+CLICKS = "ec"  # email links clicked per day (30 days)
 
 
 class Customer:
     """Mutable while a shard works on it; the shard owns it, nothing else holds a reference."""
 
     __slots__ = (
-        "cart",
-        "consent",
-        "consent_at",
-        "counters",
-        "deferred",
-        "due",
-        "email",
-        "episode",
-        "first_name",
-        "first_seen",
-        "last_activity",
-        "last_name",
-        "last_seen",
-        "next_stage",
-        "open",
-        "sends",
-        "timezone",
+        "bought", "cart", "consent", "consent_at", "counters", "decisions", "email",
+        "engagement", "first_name", "first_order", "first_seen", "journeys", "last_name",
+        "last_order", "last_seen", "last_view", "order_gap", "orders", "outcomes", "recent",
+        "seg_due", "seg_next", "segments", "sends", "session", "spend", "timezone", "wake",
     )
 
     def __init__(self) -> None:
@@ -64,25 +57,39 @@ class Customer:
         self.consent_at = 0
         # product_id -> [name, price, quantity, category, image_url, url]
         self.cart: dict[str, list[Any]] = {}
-        self.episode = 0  # number of cart episodes opened so far
-        self.open = False
-        self.last_activity = 0
-        self.next_stage = 0  # 0-based index of the next stage to reach
-        self.due = 0  # when the next stage is reached (0: nothing pending)
-        self.deferred = False  # `due` is the end of quiet hours, not the stage's own delay
-        self.counters: dict[str, list[Any]] = {}
         self.first_seen = 0
         self.last_seen = 0
+        self.last_view = 0
+        self.recent: list[str] = []  # viewed product ids, most recent last, no repeats
+        self.session = 0  # how many of `recent` (the last ones) were viewed this session
+        self.bought: list[str] = []  # bought product ids, most recent last, no repeats
+        self.orders = 0
+        self.spend = 0.0
+        self.first_order = 0
+        self.last_order = 0
+        self.order_gap = 0.0  # moving average of the time between orders (ms), 0 = unknown
+        self.counters: dict[str, list[Any]] = {}
+        self.engagement: float | None = None  # rank key of the decayed score (engagement.py)
+        # journey name -> [episode, open, anchor, next_stage, due, deferred, entries,
+        #                  last_entry, last_exit]   (state/journeys.py)
+        self.journeys: dict[str, list[Any]] = {}
+        self.segments: list[str] = []  # names, sorted
+        self.seg_due = 0  # segments are evaluated then (after activity settles); 0: not due
+        self.seg_next = 0  # ... or then, when time alone may change them; 0: never
         self.sends: list[int] = []  # event times of recent sends, for the frequency cap
+        # [trigger, episode, stage, at, expires, inputs, arm]: waiting for an order or expiry
+        self.outcomes: list[list[Any]] = []
+        # [trigger, episode, stage, due, outcome, reason, variant], most recent last
+        self.decisions: list[list[Any]] = []
+        self.wake = 0  # the time of this customer's live entry in the shard's timers
+
+
+_FIELDS = Customer.__slots__
 
 
 def encode(c: Customer) -> bytes:
     """A positional JSON array: about 40% smaller than named fields, and stable to read."""
-    return orjson.dumps([
-        FORMAT, c.email, c.first_name, c.last_name, c.timezone, c.consent, c.consent_at,
-        c.cart, c.episode, c.open, c.last_activity, c.next_stage, c.due, c.deferred,
-        c.counters, c.first_seen, c.last_seen, c.sends,
-    ])
+    return orjson.dumps([FORMAT, *(getattr(c, name) for name in _FIELDS)])
 
 
 def decode(data: bytes) -> Customer:
@@ -90,9 +97,8 @@ def decode(data: bytes) -> Customer:
     if v[0] != FORMAT:
         raise ValueError(f"customer record format {v[0]} is not {FORMAT}")
     c = Customer.__new__(Customer)
-    (_, c.email, c.first_name, c.last_name, c.timezone, c.consent, c.consent_at,
-     c.cart, c.episode, c.open, c.last_activity, c.next_stage, c.due, c.deferred,
-     c.counters, c.first_seen, c.last_seen, c.sends) = v
+    for name, value in zip(_FIELDS, v[1:], strict=True):
+        setattr(c, name, value)
     return c
 
 
@@ -100,52 +106,51 @@ def cart_value(c: Customer) -> float:
     return round(sum(line[1] * line[2] for line in c.cart.values()), 2)
 
 
-def _count_category(c: Customer, category: str, ts: int) -> None:
-    counters = c.counters
-    key = VIEWS_DAY + category
+def cart_items(c: Customer) -> int:
+    return sum(line[2] for line in c.cart.values())
+
+
+def _count(counters: dict[str, list[Any]], key: str, bucket: int, amount: float,
+           keep: int) -> None:
     series = counters.get(key)
-    hkey = VIEWS_HOUR + category
     if series is None:
-        # Two series per category plus at most four others: a cheap bound check first.
-        if len(counters) >= 2 * MAX_CATEGORIES and \
-                sum(1 for k in counters if k.startswith(VIEWS_DAY)) >= MAX_CATEGORIES:
-            _forget_stalest_category(c)
-        series = counters[key] = []
-        counters[hkey] = []
-    # Same-bucket increments are the common case: done inline, bump() handles the rest.
-    d = ts // DAY
-    if series and series[-2] == d:
-        series[-1] += 1
-    else:
-        bump(series, d, 1, keep=30)
-    hseries = counters[hkey]
-    h = ts // HOUR
-    if hseries and hseries[-2] == h:
-        hseries[-1] += 1
-    else:
-        bump(hseries, h, 1, keep=24)
-
-
-def _forget_stalest_category(c: Customer) -> None:
-    # Bounded memory: a customer browsing hundreds of categories keeps the 32 most recent.
-    keys = [k for k in c.counters if k.startswith(VIEWS_DAY)]
-    stalest = min(keys, key=lambda k: (last_bucket(c.counters[k]), k))
-    del c.counters[stalest]
-    c.counters.pop(VIEWS_HOUR + stalest[len(VIEWS_DAY):], None)
-
-
-def _count(c: Customer, name: str, bucket: int, amount: float, keep: int) -> None:
-    series = c.counters.get(name)
-    if series is None:
-        c.counters[name] = [bucket, amount]
-    elif series[-2] == bucket:
+        counters[key] = [bucket, amount]
+    elif series[-2] == bucket:  # the common case, inline
         series[-1] += amount
     else:
         bump(series, bucket, amount, keep)
 
 
+def _count_category(c: Customer, day_key: str, hour_key: str, ts: int) -> None:
+    counters = c.counters
+    if day_key not in counters and len(counters) >= 4 * MAX_CATEGORIES:
+        _forget_stalest(c, day_key[:day_key.index(":") + 1])
+    _count(counters, day_key, ts // DAY, 1, 30)
+    _count(counters, hour_key, ts // HOUR, 1, 24)
+
+
+def _forget_stalest(c: Customer, prefix: str) -> None:
+    # Bounded memory: a customer browsing hundreds of categories keeps the most recent.
+    keys = [k for k in c.counters if k.startswith(prefix)]
+    if len(keys) < MAX_CATEGORIES:
+        return
+    stalest = min(keys, key=lambda k: (last_bucket(c.counters[k]), k))
+    del c.counters[stalest]
+    c.counters.pop(prefix[:-1] + "h:" + stalest[len(prefix):], None)
+
+
+def _remember(items: list[str], pid: str, limit: int) -> None:
+    if items and items[-1] == pid:
+        return
+    if pid in items:
+        items.remove(pid)
+    items.append(pid)
+    if len(items) > limit:
+        del items[0]
+
+
 def apply_facts(c: Customer, ev: Event) -> None:
-    """Profile, consent, counters and cart contents. Journey effects: state/cart.py."""
+    """Profile, consent, counters, cart and order history. Runs in event-time order."""
     ts = ev.ts
     if ts > c.last_seen:
         c.last_seen = ts
@@ -153,7 +158,11 @@ def apply_facts(c: Customer, ev: Event) -> None:
             c.first_seen = ts
     kind = ev.kind
     if kind == 1:  # Kind.PRODUCT_VIEWED, the most frequent, tested first without a lookup
-        _count_category(c, ev.products[0].category, ts)
+        p = ev.products[0]
+        _count_category(c, VIEWS + p.category, VIEWS_H + p.category, ts)
+        _remember(c.recent, p.product_id, MAX_RECENT)
+        c.session = min(c.session + 1, len(c.recent))
+        c.last_view = ts
     elif kind == Kind.PRODUCT_ADDED:
         p = ev.products[0]
         line = c.cart.get(p.product_id)
@@ -162,8 +171,7 @@ def apply_facts(c: Customer, ev: Event) -> None:
             line[1] = p.price
         elif len(c.cart) < MAX_CART_LINES:
             c.cart[p.product_id] = [p.name, p.price, p.quantity, p.category, p.image_url, p.url]
-        _count(c, ADDS_DAY, ts // DAY, 1, 30)
-        _count(c, ADDS_HOUR, ts // HOUR, 1, 24)
+        _count_category(c, ADDS + p.category, ADDS_H + p.category, ts)
     elif kind == Kind.PRODUCT_REMOVED:
         p = ev.products[0]
         line = c.cart.get(p.product_id)
@@ -172,9 +180,7 @@ def apply_facts(c: Customer, ev: Event) -> None:
             if line[2] <= 0:
                 del c.cart[p.product_id]
     elif kind == Kind.ORDER_COMPLETED:
-        c.cart.clear()
-        _count(c, ORDERS_DAY, ts // DAY, 1, 365)
-        _count(c, SPEND_DAY, ts // DAY, ev.revenue, 365)
+        _order(c, ev)
     elif kind == Kind.IDENTIFY:
         t = ev.traits
         if t is not None:
@@ -192,32 +198,36 @@ def apply_facts(c: Customer, ev: Event) -> None:
     elif kind == Kind.UNSUBSCRIBED:
         c.consent = False
         c.consent_at = ts
+    elif kind == Kind.EMAIL_OPENED:
+        _count(c.counters, OPENS, ts // DAY, 1, 30)
+    elif kind == Kind.EMAIL_CLICKED:
+        _count(c.counters, CLICKS, ts // DAY, 1, 30)
 
 
-def features(c: Customer, now: int) -> dict[str, Any]:
-    """The windowed counters as named features at event time `now` (for segments, inspect)."""
-    d, h = day(now), hour(now)
-    out: dict[str, Any] = {
-        "cart_adds_1d": window_sum(c.counters.get(ADDS_HOUR, []), h, 24),
-        "cart_adds_7d": window_sum(c.counters.get(ADDS_DAY, []), d, 7),
-        "cart_adds_30d": window_sum(c.counters.get(ADDS_DAY, []), d, 30),
-        "last_activity_ms": c.last_seen,
-        "cart_value": cart_value(c),
-    }
-    for span in (30, 90, 365):
-        out[f"orders_{span}d"] = window_sum(c.counters.get(ORDERS_DAY, []), d, span)
-        out[f"spend_{span}d"] = round(window_sum(c.counters.get(SPEND_DAY, []), d, span), 2)
-    views: dict[str, dict[str, float]] = {}
-    for key, series in c.counters.items():
-        if key.startswith(VIEWS_DAY):
-            cat = key[len(VIEWS_DAY):]
-            views[cat] = {
-                "1d": window_sum(c.counters.get(VIEWS_HOUR + cat, []), h, 24),
-                "7d": window_sum(series, d, 7),
-                "30d": window_sum(series, d, 30),
-            }
-    out["views"] = views
-    return out
+def _order(c: Customer, ev: Event) -> None:
+    ts = ev.ts
+    c.cart.clear()
+    if c.orders:
+        gap = ts - c.last_order
+        # An exponential moving average of the gaps, the newest weighing 1/2: the
+        # "expected time to the next order" follows a customer whose rhythm changes.
+        c.order_gap = gap if not c.order_gap else (c.order_gap + gap) / 2
+    else:
+        c.first_order = ts
+    c.orders += 1
+    c.spend = round(c.spend + ev.revenue, 2)
+    c.last_order = ts
+    _count(c.counters, ORDERS, ts // DAY, 1, 365)
+    _count(c.counters, SPEND, ts // DAY, ev.revenue, 365)
+    for p in ev.products:
+        _remember(c.bought, p.product_id, MAX_BOUGHT)
 
 
-__all__ = ["DAY", "HOUR", "Customer", "apply_facts", "cart_value", "decode", "encode", "features"]
+def note_decision(c: Customer, entry: list[Any]) -> None:
+    c.decisions.append(entry)
+    if len(c.decisions) > MAX_DECISIONS:
+        del c.decisions[0]
+
+
+__all__ = ["DAY", "HOUR", "Customer", "apply_facts", "cart_items", "cart_value", "decode",
+           "encode", "note_decision"]

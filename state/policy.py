@@ -17,12 +17,11 @@ True
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from nudge.config import CapsConfig, Config, QuietHoursConfig
+from nudge.config import CapsConfig, QuietHoursConfig
 from nudge.timefmt import parse_iso  # noqa: F401  (doctest)
 from state.customer import Customer
 
@@ -30,18 +29,6 @@ NO_CONSENT = "no_consent"
 NO_ADDRESS = "no_address"
 QUIET_HOURS = "quiet_hours"
 FREQUENCY_CAP = "frequency_cap"
-
-
-@dataclass(frozen=True, slots=True)
-class Policy:
-    stages: tuple[int, ...]
-    caps: CapsConfig
-    quiet: QuietHoursConfig
-    cart_enabled: bool = True
-
-    @classmethod
-    def from_config(cls, config: Config) -> Policy:
-        return cls(config.cart.stages, config.caps, config.quiet_hours, config.cart.enabled)
 
 
 @lru_cache(maxsize=512)

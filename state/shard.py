@@ -1,20 +1,21 @@
-"""One shard of customers: records, pending stages, the shard's watermark, de-duplication.
+"""One shard of customers: records, timers, the shard's watermark, de-duplication.
 
 The customers step in flows/ holds one Shard per shard key and hands it whole batches; all
-the logic is here, as plain Python, so it is tested without Bytewax.
+the logic is here and in state/transitions.py, as plain Python, tested without Bytewax.
 
 Event time reaches the shard in band: every ShardChunk carries its source partition's
 watermark, after that partition's events. The shard's watermark is the minimum over all
 input partitions (a partition that ended counts as +inf; when all ended it is the largest
-event time seen, and stages due exactly then fire too).
+event time seen, and what is due exactly then runs too).
 
 The shard is an event-time simulator. Events wait in `pending` until the watermark passes
 them (no partition can still send anything earlier: parse raises late events to the
 watermark), then run in one total order, merged with the customers' timers (journey
-stages): by event time, then customer id, then source position; a timer runs after the
-events of its own instant, so an order or an unsubscribe at a stage's due time wins. Every
-decision, and any state shared by the shard's customers, is a function of that order
-alone: the same for any batching, pacing, worker count and crash-and-resume.
+stages, segment evaluations, attribution windows): by event time, then customer id, then
+source position; a timer runs after the events of its own instant, so an order or an
+unsubscribe at a stage's due time wins. Every decision, and all state the shard's
+customers share (engagement ranks, the propensity model, item statistics), is a function
+of that order alone: the same for any batching, pacing, worker count and crash-and-resume.
 
 Transaction boundary: records live in a CustomerStore (state/store.py); `snapshot()`
 commits it (encodes the records changed since the last snapshot) and returns the shard's
@@ -24,59 +25,81 @@ whole state: the commit point Bytewax recovery rolls back to.
 from __future__ import annotations
 
 import heapq
+import pickle
 from operator import attrgetter
 from typing import Any
 
-from nudge.records import Decision, Event, Kind, ShardChunk, ShardMark
-from state import cart
-from state.customer import Customer, apply_facts
+from nudge.records import Event, ProfileWrite, ShardChunk, ShardMark
 from state.dedup import MessageDedup
-from state.policy import Policy
+from state.engagement import EngagementRanks
+from state.program import Program
 from state.store import CustomerStore
+from state.transitions import Shared, advance, apply, wake
 
-SNAPSHOT_FORMAT = 3
+SNAPSHOT_FORMAT = 4
 # The order events run in: see the module docstring and nudge.records.Event.
 EVENT_ORDER = attrgetter("ts", "customer_id", "offset", "part")
+FOREVER = 2**62
 
 
 class Shard:
-    def __init__(self, shard: int, policy: Policy, dedup_window: int,
-                 resume: dict[str, Any] | None = None) -> None:
+    def __init__(self, shard: int, program: Program, resume: dict[str, Any] | None = None,
+                 *, profiles: bool = False) -> None:
         self.shard = shard
-        self.policy = policy
-        self.dedup_window = dedup_window
+        self.program = program
         self.store = CustomerStore()
-        self.timers: list[tuple[int, str]] = []  # (due, customer id), may hold stale entries
+        self.shared = Shared(program, shard, lambda: self.store.count)
+        self.timers: list[tuple[int, str]] = []  # (time, customer id); stale ones skipped
         self.pending: list[Event] = []  # events the watermark has not passed yet
         self.part_wm: dict[str, int] = {}
         self.part_final: dict[str, int | None] = {}  # ended partition -> its largest time
         self.n_parts = 0
-        self.seen = MessageDedup(dedup_window)
+        self.seen = MessageDedup(program.dedup_window)
         self.emitted: tuple[int | None, bool] | None = None
+        self.profiles = profiles
+        self.unpublished: list[tuple[str, bytes]] = []  # committed, not yet in the view
         self.stats = {"events": 0, "duplicates": 0}
         if resume is not None:
             self._restore(resume)
 
-    # -- records ------------------------------------------------------------------------
-
-    def customer(self, customer_id: str) -> Customer | None:
+    def customer(self, customer_id: str) -> Any:
         """A customer's record, read only (for inspection and tests)."""
         return self.store.peek(customer_id)
 
     # -- the batch ----------------------------------------------------------------------
 
-    def process(self, chunks: list[ShardChunk]) -> tuple[list[Decision], ShardMark | None]:
+    def process(self, chunks: list[ShardChunk]) -> list[Any]:
+        """Feed chunks; returns the outputs (Decision, SegmentChange, Outcome, ItemDelta,
+        ProfileWrite) and, if it moved, the shard's ShardMark last."""
         for chunk in chunks:
-            self.shard = chunk.shard
+            if chunk.shard != self.shard:
+                self._number(chunk.shard)
             if chunk.events:
                 self.pending.extend(chunk.events)
             self._observe(chunk)
-        out: list[Decision] = []
+        out: list[Any] = self.publish()
         wm, final = self.watermark()
         if wm is not None:
-            self._run(wm, final, out)
+            self._run(wm, final)
             self.seen.expire(wm)
-        return out, self._mark()
+            if self.shared.items is not None:
+                out.extend(self.shared.items.flush(FOREVER if final else wm))
+        o = self.shared.out
+        if o.decisions or o.segments or o.outcomes:
+            out.extend(o.decisions)
+            out.extend(o.segments)
+            out.extend(o.outcomes)
+            o.decisions, o.segments, o.outcomes = [], [], []
+        mark = self._mark()
+        if mark is not None:
+            out.append(mark)
+        return out
+
+    def _number(self, shard: int) -> None:
+        # Bytewax builds a shard without its key: the number comes with the first chunk.
+        self.shard = shard
+        if self.shared.items is not None:
+            self.shared.items.shard = shard
 
     def _ready(self, wm: int, final: bool) -> list[Event]:
         pending = self.pending
@@ -88,45 +111,50 @@ class Shard:
             self.pending = [ev for ev in pending if ev.ts >= wm]
         return ready
 
-    def _run(self, wm: int, final: bool, out: list[Decision]) -> None:
+    def _run(self, wm: int, final: bool) -> None:
         """Everything the watermark has passed, in the shard's one order."""
         ready = self._ready(wm, final)
         ready.sort(key=EVENT_ORDER)
-        policy = self.policy
         timers = self.timers
+        shared = self.shared
         duplicate = self.seen.is_duplicate
         customer = self.store.get_or_create
         n = dups = 0
         for ev in ready:
             if timers and timers[0][0] < ev.ts:
-                self._fire(ev.ts, False, out)
+                self._fire(ev.ts, False)
             if ev.message_id and duplicate(ev.message_id, ev.ts):
                 dups += 1
                 continue
             n += 1
             cid = ev.customer_id
             c = customer(cid)
-            apply_facts(c, ev)
-            if ev.kind != Kind.PRODUCT_VIEWED and cart.on_event(c, ev, policy):
-                heapq.heappush(timers, (c.due, cid))
-        self._fire(wm, final, out)
+            apply(c, cid, ev, shared)
+            w = wake(c)
+            if w != c.wake:
+                c.wake = w
+                if w:
+                    heapq.heappush(timers, (w, cid))
+        self._fire(wm, final)
         self.stats["events"] += n
         self.stats["duplicates"] += dups
 
-    def _fire(self, until: int, inclusive: bool, out: list[Decision]) -> None:
-        """Run the timers due before `until` (or at it, if `inclusive`), in (due, customer)
+    def _fire(self, until: int, inclusive: bool) -> None:
+        """Run the timers due before `until` (or at it, if `inclusive`), in (time, customer)
         order."""
         timers = self.timers
-        policy = self.policy
+        shared = self.shared
         while timers and (timers[0][0] < until or (inclusive and timers[0][0] == until)):
-            due, cid = heapq.heappop(timers)
+            t, cid = heapq.heappop(timers)
             c = self.store.peek(cid)
-            if c is None or c.due != due:
-                continue  # stale: the stage moved, fired already or the episode closed
-            self.store.get(cid)  # about to change: mark it dirty
-            out.extend(cart.reach(c, cid, due, True, policy))
-            if c.due:
-                heapq.heappush(timers, (c.due, cid))
+            if c is None or c.wake != t:
+                continue  # stale: the customer's next instant moved since it was pushed
+            self.store.dirty.add(cid)  # about to change
+            advance(c, cid, t, shared)
+            w = wake(c)
+            c.wake = w
+            if w:
+                heapq.heappush(timers, (w, cid))
 
     def _observe(self, chunk: ShardChunk) -> None:
         self.n_parts = chunk.n_parts
@@ -157,13 +185,37 @@ class Shard:
         self.emitted = state
         return ShardMark(self.shard, state[0], state[1])
 
+    # -- the profile view ---------------------------------------------------------------
+
+    def publish(self) -> list[Any]:
+        """The records committed at the last snapshot, for the queryable profile view, and
+        the shard's shared state (model, engagement ranks) under `__shard__/<n>`."""
+        if not self.unpublished:
+            return []
+        out: list[Any] = [ProfileWrite(cid, data) for cid, data in self.unpublished]
+        out.append(ProfileWrite(f"__shard__/{self.shard}", pickle.dumps(self.shared_state())))
+        self.unpublished = []
+        return out
+
+    def shared_state(self) -> dict[str, Any]:
+        s = self.shared
+        return {
+            "model": s.model.snapshot() if s.model is not None else None,
+            "engagement": s.ranks.snapshot(),
+            "population": self.store.count,
+            "stats": dict(self.stats, dropped_windows=s.dropped_windows),
+        }
+
     # -- the transaction boundary ---------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
+        committed = self.store.commit()
+        if self.profiles:
+            self.unpublished.extend(self.store.last_commit)
         return {
             "format": SNAPSHOT_FORMAT,
             "shard": self.shard,
-            "store": self.store.commit(),
+            "store": committed,
             "timers": self.timers,
             "pending": self.pending,
             "part_wm": self.part_wm,
@@ -171,23 +223,37 @@ class Shard:
             "n_parts": self.n_parts,
             "seen": self.seen.snapshot(),
             "emitted": self.emitted,
+            "shared": self.shared_state(),
+            "items": self.shared.items.snapshot() if self.shared.items is not None else None,
+            "unpublished": self.unpublished,
         }
 
     def _restore(self, snap: dict[str, Any]) -> None:
         if snap.get("format") != SNAPSHOT_FORMAT:
-            raise ValueError(f"shard {self.shard}: snapshot format {snap.get('format')} "
-                             f"is not {SNAPSHOT_FORMAT}")
+            raise ValueError(f"shard {self.shard}: snapshot format {snap.get('format')} is not "
+                             f"{SNAPSHOT_FORMAT}: this recovery store was written by another "
+                             "version of Nudge; start with a new recovery.dir")
         self.shard = snap["shard"]
         self.store = CustomerStore(dict(snap["store"]))
+        self.shared.population = lambda: self.store.count
         self.timers = list(snap["timers"])
         heapq.heapify(self.timers)
         self.pending = list(snap["pending"])
         self.part_wm = dict(snap["part_wm"])
         self.part_final = dict(snap["part_final"])
         self.n_parts = snap["n_parts"]
-        self.seen = MessageDedup.restore(self.dedup_window, snap["seen"])
+        self.seen = MessageDedup.restore(self.program.dedup_window, snap["seen"])
         emitted = snap["emitted"]
         self.emitted = (emitted[0], emitted[1]) if emitted is not None else None
+        shared = snap["shared"]
+        if shared["model"] is not None and self.shared.model is not None:
+            self.shared.model.restore(shared["model"])
+        self.shared.ranks = EngagementRanks(shared["engagement"])
+        self.shared.dropped_windows = shared["stats"].get("dropped_windows", 0)
+        if snap["items"] is not None and self.shared.items is not None:
+            self.shared.items.restore(snap["items"])
+        self._number(self.shard)
+        self.unpublished = list(snap["unpublished"])
 
 
 def _ts(ev: Event) -> int:

@@ -15,7 +15,7 @@ from state.customer import Customer, decode, encode
 
 
 class CustomerStore:
-    __slots__ = ("committed", "dirty", "hot", "idle", "keep_epochs")
+    __slots__ = ("committed", "count", "dirty", "hot", "idle", "keep_epochs", "last_commit")
 
     def __init__(self, committed: dict[str, bytes] | None = None, keep_epochs: int = 2) -> None:
         self.committed: dict[str, bytes] = committed if committed is not None else {}
@@ -23,6 +23,8 @@ class CustomerStore:
         self.dirty: set[str] = set()
         self.idle: dict[str, int] = {}  # hot customer -> commits since its last touch
         self.keep_epochs = keep_epochs
+        self.count = len(self.committed)  # customers, committed or not
+        self.last_commit: list[tuple[str, bytes]] = []  # what the last commit() encoded
 
     def peek(self, customer_id: str) -> Customer | None:
         """The record for reading only (a change to it may be lost), or None."""
@@ -47,19 +49,22 @@ class CustomerStore:
         if c is None:
             c = self.hot[customer_id] = Customer()
             self.dirty.add(customer_id)
+            self.count += 1
         return c
 
     def __contains__(self, customer_id: str) -> bool:
         return customer_id in self.hot or customer_id in self.committed
 
     def __len__(self) -> int:
-        return len(self.committed) + sum(1 for cid in self.hot if cid not in self.committed)
+        return self.count
 
     def commit(self) -> dict[str, bytes]:
         """Encode the dirty records; forget decoded copies idle for `keep_epochs` commits."""
         committed, hot, idle = self.committed, self.hot, self.idle
+        written = self.last_commit = []
         for cid in self.dirty:
-            committed[cid] = encode(hot[cid])
+            data = committed[cid] = encode(hot[cid])
+            written.append((cid, data))
             idle[cid] = 0
         self.dirty.clear()
         for cid in list(idle):

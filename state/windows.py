@@ -15,6 +15,8 @@ buckets, the longer ones day buckets (README "Windowed counters").
 1.0
 >>> window_sum(s, now_bucket=12, width=3)   # buckets 10..12
 4.0
+>>> next_expiry(s, now_bucket=12, width=3)  # bucket 10 leaves the 3-bucket window at 13
+13
 >>> bump(s, 45, 1.0, keep=30)               # bucket 10 and 12 fall out of a 30-bucket keep
 >>> s
 [45, 1.0]
@@ -62,6 +64,17 @@ def window_sum(series: list, now_bucket: int, width: int) -> float:
         if b <= now_bucket:
             total += series[i + 1]
     return total
+
+
+def next_expiry(series: list, now_bucket: int, width: int) -> int | None:
+    """The first bucket at which window_sum(series, ., width) loses a bucket it counts at
+    `now_bucket`, or None: when the oldest counted bucket b leaves, at b + width."""
+    lo = now_bucket - width
+    for i in range(0, len(series), 2):
+        b = series[i]
+        if lo < b <= now_bucket and series[i + 1]:
+            return int(b + width)
+    return None
 
 
 def last_bucket(series: list) -> int:

@@ -120,10 +120,13 @@ class Renderer:
         # never parsed as HTML, and data is never template source, so they stay inert.
         self.text_env = self.env.overlay(autoescape=False)
         self._templates: dict[tuple[bool, str], jinja2.Template] = {}
+        self._strings: dict[str, jinja2.Template] = {}
 
     def _variables(self, decision: Decision, ctx: EmailContext) -> dict[str, Any]:
         r = self.config.render
         campaign, content = decision.trigger, f"stage-{decision.stage}"
+        if decision.variant:
+            content += f"-{decision.variant}"
 
         def link(url: str) -> str:
             return with_utm(url, r.utm_source, r.utm_medium, campaign, content)
@@ -136,12 +139,22 @@ class Renderer:
                     "category": item.category}
 
         token = unsubscribe_token(decision.customer_id, r.unsubscribe_secret)
+        incentive = decision.incentive
         return {
             "shop": {"name": r.shop_name, "url": link(r.shop_url)},
             "customer": {"first_name": ctx.first_name, "last_name": ctx.last_name},
             "cart": [line(item) for item in ctx.cart],
             "cart_value": _money(ctx.cart_value, r.currency),
             "cart_url": link(f"{r.shop_url.rstrip('/')}/cart"),
+            "viewed": [line(item) for item in ctx.viewed],
+            "recommendations": [line(item) for item in ctx.recommendations],
+            "incentive": {"text": incentive.text, "code": incentive.code} if incentive else None,
+            "propensity": decision.propensity,
+            "segments": list(ctx.segments),
+            "lifecycle": ctx.lifecycle,
+            "preferred_category": ctx.preferred_category,
+            "trigger": decision.trigger,
+            "variant": decision.variant,
             "stage": decision.stage,
             "episode": decision.episode,
             "unsubscribe_url": r.unsubscribe_url.format(token=token),
@@ -162,6 +175,16 @@ class Renderer:
             raise RenderError(f"template {name} for customer {who}: "
                               f"{type(exc).__name__}: {exc}") from None
 
+    def _render_string(self, source: str, variables: dict[str, Any], who: str) -> str:
+        template = self._strings.get(source)
+        try:
+            if template is None:
+                template = self._strings[source] = self.text_env.from_string(source)
+            return template.render(variables)
+        except jinja2.TemplateError as exc:
+            raise RenderError(f"subject {source[:60]!r} for customer {who}: "
+                              f"{type(exc).__name__}: {exc}") from None
+
     def render(self, decision: Decision) -> Email:
         ctx = decision.context
         if ctx is None or not ctx.email:
@@ -169,8 +192,12 @@ class Renderer:
                               f"customer {log_id(decision.customer_id)} has no email context")
         who = log_id(decision.customer_id)
         variables = self._variables(decision, ctx)
-        base = decision.trigger
-        subject = one_line(self._render(self.text_env, f"{base}/subject.txt.j2", variables, who))
+        base = decision.template or decision.trigger
+        if decision.subject:  # an experiment's subject line (operator-written template)
+            subject = one_line(self._render_string(decision.subject, variables, who))
+        else:
+            subject = one_line(self._render(self.text_env, f"{base}/subject.txt.j2", variables,
+                                            who))
         preheader = one_line(self._render(self.text_env, f"{base}/preheader.txt.j2", variables,
                                           who))
         variables["subject"] = subject
@@ -201,29 +228,44 @@ class Renderer:
             html=html,
             text=text,
             headers=tuple(headers),
-            tags=(decision.trigger, f"stage-{decision.stage}"),
+            tags=(decision.trigger, f"stage-{decision.stage}",
+                  *((f"variant-{decision.variant}",) if decision.variant else ())),
         )
 
 
+_SHIRT = CartLine("sku-0042", "Linen Shirt", 49.0, 1, "apparel",
+                  "https://picsum.photos/seed/shirt/160/160", "https://shop.example/p/sku-0042")
+_POUR_OVER = CartLine("sku-0107", "Ceramic Pour-Over Set", 34.5, 2, "kitchen",
+                      "https://picsum.photos/seed/pourover/160/160",
+                      "https://shop.example/p/sku-0107")
 SAMPLE = EmailContext(
     email="ann.lee@example.com", first_name="Ann", last_name="Lee", timezone="Europe/Berlin",
-    cart=(
-        CartLine("sku-0042", "Linen Shirt", 49.0, 1, "apparel",
-                 "https://picsum.photos/seed/shirt/160/160", "https://shop.example/p/sku-0042"),
-        CartLine("sku-0107", "Ceramic Pour-Over Set", 34.5, 2, "kitchen",
-                 "https://picsum.photos/seed/pourover/160/160", "https://shop.example/p/sku-0107"),
-    ),
-    cart_value=118.0,
+    cart=(_SHIRT, _POUR_OVER), cart_value=118.0, recent=("sku-0042", "sku-0031"),
+    preferred_category="apparel", segments=("browse_intent",), lifecycle="active",
+    viewed=(_SHIRT, CartLine("sku-0031", "Canvas Tote", 29.0, 1, "apparel",
+                             "https://picsum.photos/seed/tote/160/160",
+                             "https://shop.example/p/sku-0031")),
+    recommendations=tuple(
+        CartLine(f"sku-01{n}", name, price, 1, "apparel",
+                 f"https://picsum.photos/seed/{seed}/160/160", f"https://shop.example/p/sku-01{n}")
+        for n, name, price, seed in ((10, "Wool Scarf", 39.0, "scarf"),
+                                     (11, "Leather Belt", 45.0, "belt"),
+                                     (12, "Cotton Socks (3)", 15.0, "socks"))),
 )
 
 
 def preview(config: Config, trigger: str, out_path: Path, *,
             context: EmailContext | None = None, stage: int = 1) -> Path:
     """Render a sample customer's email to a standalone HTML page."""
+    from nudge.records import Incentive
     from nudge.timefmt import parse_iso
 
+    incentive = Incentive(config.model.incentive_text, config.model.incentive_code)
     decision = Decision("sample-customer", trigger, 1, stage,
-                        parse_iso("2026-10-05T11:00:00Z"), "sent", None, context or SAMPLE)
+                        parse_iso("2026-10-05T11:00:00Z"), "sent", None, context or SAMPLE,
+                        template=config.trigger(trigger).stages[stage - 1].template
+                        if trigger in {t.name for t in config.triggers} else trigger,
+                        incentive=incentive)
     email = Renderer(config).render(decision)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(email.html, encoding="utf-8")

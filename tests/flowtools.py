@@ -37,7 +37,10 @@ def write_config(path: Path, out: Path, *, shards: int = 8,
     """A TOML config whose outputs, outbox and ledger all live under `out`."""
     base: dict[str, dict[str, Any]] = {
         "outputs": {"decisions": str(out / "decisions.jsonl"),
-                    "dead_letters": str(out / "dead-letters.jsonl")},
+                    "dead_letters": str(out / "dead-letters.jsonl"),
+                    "segments": str(out / "segments.jsonl"),
+                    "outcomes": str(out / "outcomes.jsonl"),
+                    "profiles": str(out / "profiles")},
         "delivery": {"transport": "outbox", "outbox_dir": str(out / "outbox"),
                      "ledger_dir": str(out / "ledger")},
         "render": {"strict": True},

@@ -6,31 +6,38 @@ flow tests check that Bytewax gives the same decisions.
 
 from __future__ import annotations
 
+from typing import Any
+
 from flows.decide import Decider
 from flows.parse import ParseLogic
 from flows.route import route
 from nudge.config import Config
-from nudge.records import DeadLetter, Decision, RawChunk
-from state.policy import Policy
+from nudge.records import DeadLetter, Decision, Outcome, SegmentChange, ShardMark
+from scoring.itemstats import ItemDelta
+from state.program import compile_program
 from state.shard import Shard
 
 
 class Pipeline:
     def __init__(self, config: Config | None = None, *, n_parts: int = 1) -> None:
         self.config = config or Config(shards=4)
-        self.policy = Policy.from_config(self.config)
-        self.parse = [ParseLogic(self.config.events, None, clock=lambda: 1.8e9)
+        self.program = compile_program(self.config)
+        # parse's one wall-clock read bounds timestamps from the future: 2030 here
+        self.parse = [ParseLogic(self.config.events, None, clock=lambda: 1.9e9)
                       for _ in range(n_parts)]
-        self.shards = [Shard(i, self.policy, self.config.events.dedup_window)
-                       for i in range(self.config.shards)]
-        self.decider = Decider(self.config.shards)
+        self.shards = [Shard(i, self.program) for i in range(self.config.shards)]
+        self.decider = Decider(self.config.shards, self.config.recommendations)
         self.decisions: list[Decision] = []
+        self.segments: list[SegmentChange] = []
+        self.outcomes: list[Outcome] = []
         self.dead: list[DeadLetter] = []
         self.n_parts = n_parts
         self.lines = [0] * n_parts
 
     def feed(self, records: list[bytes], *, part: int = 0, final: bool = False,
              heartbeat: int | None = None) -> list[Decision]:
+        from nudge.records import RawChunk
+
         recs = []
         for raw in records:
             self.lines[part] += 1
@@ -41,11 +48,16 @@ class Pipeline:
         for pc in parsed:
             self.dead.extend(pc.dead)
             for _key, sc in route((pc.part, pc), self.config.shards):
-                decisions, mark = self.shards[sc.shard].process([sc])
-                items: list = list(decisions)
-                if mark is not None:
-                    items.append(mark)
-                out.extend(self.decider.feed(items))
+                items = self.shards[sc.shard].process([sc])
+                to_decide: list[Any] = []
+                for item in items:
+                    if isinstance(item, SegmentChange):
+                        self.segments.append(item)
+                    elif isinstance(item, Outcome):
+                        self.outcomes.append(item)
+                    elif isinstance(item, (Decision, ShardMark, ItemDelta)):
+                        to_decide.append(item)
+                out.extend(self.decider.feed(to_decide))
         self.decisions.extend(out)
         return out
 
@@ -56,5 +68,18 @@ class Pipeline:
         return out
 
     def log(self) -> list[tuple]:
-        return [(d.customer_id, d.trigger, d.episode, d.stage, d.due, d.outcome, d.reason)
-                for d in self.decisions]
+        return [(d.customer_id, d.trigger, d.episode, d.stage, d.due, d.outcome, d.reason,
+                 d.variant) for d in self.decisions]
+
+
+def cart_stages(*delays: int, **fields: Any) -> Config:
+    """A Config (with `fields`) whose cart abandonment journey has these stage delays."""
+    import dataclasses
+
+    from nudge.journeyconfig import StageConfig
+
+    base = Config(**fields)
+    stages = tuple(StageConfig(d, "cart_abandonment") for d in delays)
+    return dataclasses.replace(base, triggers=tuple(
+        dataclasses.replace(t, stages=stages) if t.name == "cart_abandonment" else t
+        for t in base.triggers))

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from nudge.config import CapsConfig, CartConfig, Config, EventsConfig, QuietHoursConfig
+from nudge.config import CapsConfig, Config, EventsConfig, QuietHoursConfig
 from nudge.timefmt import HOUR, MINUTE, parse_iso
 from tests.events import T0, add, identify, order, remove, track, view
-from tests.harness import Pipeline
+from tests.harness import Pipeline, cart_stages
 
 BASE = parse_iso(T0)
 
@@ -53,15 +53,15 @@ def test_stage_is_not_reached_before_the_watermark_passes_it() -> None:
 
 
 def test_end_of_replay_fires_stages_due_by_the_last_event_time_only() -> None:
-    cfg = Config(shards=4, cart=CartConfig(stages=(HOUR, 24 * HOUR)))
+    cfg = cart_stages(HOUR, 24 * HOUR, shards=4)
     # the last event is exactly at the first stage's due time: it fires, the second does not
     assert run([identify("u", 0), add("u", 0), view("z", 60)], cfg) == [
         ("u", 1, 1, 60, "sent", None)]
 
 
 def test_multi_stage_each_stage_after_the_last_activity() -> None:
-    cfg = Config(shards=4, cart=CartConfig(stages=(HOUR, 24 * HOUR)),
-                 caps=CapsConfig(max_emails=3, window=24 * HOUR))
+    cfg = cart_stages(HOUR, 24 * HOUR, shards=4,
+                      caps=CapsConfig(max_emails=3, window=24 * HOUR))
     records = [identify("u", 0), add("u", 0), add("u", 90, pid="sku-2"), view("z", 3000)]
     # stage 1 due at +60 (before the second add), stage 2 at +90m+24h
     assert run(records, cfg) == [("u", 1, 1, 60, "sent", None),

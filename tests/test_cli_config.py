@@ -45,7 +45,7 @@ def test_bad_config_fails_with_the_key_path(text: str, message: str) -> None:
 
 def test_defaults_and_overrides() -> None:
     cfg = load_text('[triggers.cart_abandonment]\nstages = ["1h", "24h"]\n[caps]\nmax_emails = 2')
-    assert cfg.cart.stages == (3_600_000, 86_400_000)
+    assert [s.delay for s in cfg.trigger("cart_abandonment").stages] == [3_600_000, 86_400_000]
     assert (cfg.caps.max_emails, cfg.caps.window) == (2, 86_400_000)
     assert load(None).quiet_hours.enabled is False
 

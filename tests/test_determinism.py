@@ -12,10 +12,10 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nudge.config import CapsConfig, CartConfig, Config, QuietHoursConfig
+from nudge.config import CapsConfig, Config, QuietHoursConfig
 from nudge.timefmt import HOUR
 from tests.events import add, identify, order, remove, track, view
-from tests.harness import Pipeline
+from tests.harness import Pipeline, cart_stages
 
 ACTIONS = ["add", "add", "remove", "order", "view", "unsub", "identify"]
 
@@ -76,8 +76,7 @@ def replay(parts: list[list[bytes]], config: Config, rng: random.Random | None) 
 
 CONFIGS = [
     Config(shards=4),
-    Config(shards=7, cart=CartConfig(stages=(HOUR, 6 * HOUR)),
-           caps=CapsConfig(max_emails=2, window=12 * HOUR)),
+    cart_stages(HOUR, 6 * HOUR, shards=7, caps=CapsConfig(max_emails=2, window=12 * HOUR)),
     Config(shards=3, quiet_hours=QuietHoursConfig(enabled=True)),
 ]
 

@@ -10,12 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flows.parse import Limits, PartitionClock, parse_record
-from nudge.config import CapsConfig, CartConfig, Config, EventsConfig
+from nudge.config import CapsConfig, EventsConfig
 from nudge.errors import InputError
 from nudge.records import Kind
 from nudge.timefmt import HOUR
 from tests.badinput import bad_records
-from tests.harness import Pipeline
+from tests.harness import Pipeline, cart_stages
 from tests.test_determinism import shoppers
 
 LIMITS = Limits.from_config(EventsConfig(), now_ms=1_800_000_000_000)
@@ -27,8 +27,8 @@ LIMITS = Limits.from_config(EventsConfig(), now_ms=1_800_000_000_000)
        bad=st.integers(0, 60))
 def test_invariants_hold(seed: int, cap: int, window_h: int, stages: tuple[int, ...],
                          bad: int) -> None:
-    cfg = Config(shards=5, caps=CapsConfig(max_emails=cap, window=window_h * HOUR),
-                 cart=CartConfig(stages=tuple(s * HOUR for s in stages)))
+    cfg = cart_stages(*(s * HOUR for s in stages), shards=5,
+                      caps=CapsConfig(max_emails=cap, window=window_h * HOUR))
     records = [raw for _, raw in shoppers(seed, customers=6, steps=250, gap=10.0)]
     rng = random.Random(seed)
     for _, raw in bad_records(rng, bad):

@@ -1,0 +1,126 @@
+"""The config compiled for the shards: journeys with their event kinds and rules, segment
+rules, and the send policy. Built once at start-up; a bad config fails here with the key
+path and the reason (`nudge check --config C` runs just this).
+
+>>> from nudge.config import load_text
+>>> program = compile_program(load_text('[triggers.welcome]\\nenabled = true'))
+>>> [j.name for j in program.journeys]
+['cart_abandonment', 'welcome']
+>>> try:
+...     compile_program(load_text('[triggers.win_back]\\nenabled = true'))
+... except ConfigError as exc:
+...     print(exc.path, "|", exc.reason)
+triggers.win_back.entry | segment 'lapsed' is not defined (add [segments.lapsed] with a rule)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from nudge.config import CapsConfig, Config, QuietHoursConfig
+from nudge.errors import ConfigError
+from nudge.journeyconfig import FeaturesConfig, ModelConfig, StageConfig, TriggerConfig
+from nudge.records import TRACK_NAMES, Kind
+from state.rules import Rule, compile_rule
+
+EVENT_KINDS = {**TRACK_NAMES, "identify": Kind.IDENTIFY}
+
+
+@dataclass(frozen=True, slots=True)
+class Journey:
+    name: str
+    entry_kind: int | None  # None: entered by a segment
+    entry_segment: str | None
+    where: Rule | None
+    min_entries: int
+    restart_kinds: frozenset[int]
+    exit_kinds: frozenset[int]
+    exit_if: Rule | None
+    reentry: str
+    cooldown: int
+    stages: tuple[StageConfig, ...]
+    holdout: float
+    quiet_hours: bool
+    incentive: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Program:
+    journeys: tuple[Journey, ...]
+    segments: tuple[tuple[str, Rule], ...]
+    caps: CapsConfig
+    quiet: QuietHoursConfig
+    features: FeaturesConfig
+    model: ModelConfig
+    incentive: Rule | None
+    recommendations: bool
+    dedup_window: int
+    by_segment: dict[str, tuple[Journey, ...]] = field(default_factory=dict)
+    # event kinds any journey listens to (others skip the journey pass entirely)
+    journey_kinds: frozenset[int] = frozenset()
+
+
+def _kind(name: str, where: str) -> int:
+    kind = EVENT_KINDS.get(name)
+    if kind is None:
+        known = ", ".join(sorted(n for n in EVENT_KINDS if n[0].isupper() or n == "identify"))
+        raise ConfigError(where, f"unknown event {name!r} (events: {known})")
+    return kind
+
+
+def _journey(t: TriggerConfig, segments: set[str]) -> Journey:
+    where = f"triggers.{t.name}"
+    segment = t.entry_segment
+    if segment is not None and segment not in segments:
+        raise ConfigError(f"{where}.entry", f"segment {segment!r} is not defined "
+                                            f"(add [segments.{segment}] with a rule)")
+    return Journey(
+        name=t.name,
+        entry_kind=None if segment is not None else _kind(t.entry, f"{where}.entry"),
+        entry_segment=segment,
+        where=compile_rule(t.where, f"{where}.where", event_fields=True) if t.where else None,
+        min_entries=t.min_entries,
+        restart_kinds=frozenset(_kind(n, f"{where}.restart_on") for n in t.restart_on),
+        exit_kinds=frozenset(_kind(n, f"{where}.exit_on") for n in t.exit_on),
+        exit_if=compile_rule(t.exit_if, f"{where}.exit_if") if t.exit_if else None,
+        reentry=t.reentry,
+        cooldown=t.cooldown,
+        stages=t.stages,
+        holdout=t.holdout,
+        quiet_hours=t.quiet_hours,
+        incentive=t.incentive,
+    )
+
+
+def compile_program(config: Config) -> Program:
+    segments = tuple((s.name, compile_rule(s.rule, f"segments.{s.name}.rule"))
+                     for s in config.segments)
+    names = {name for name, _ in segments}
+    journeys = tuple(_journey(t, names) for t in config.journeys)
+    by_segment: dict[str, list[Journey]] = {}
+    for j in journeys:
+        if j.entry_segment is not None:
+            by_segment.setdefault(j.entry_segment, []).append(j)
+    kinds = set()
+    for j in journeys:
+        if j.entry_kind is not None:
+            kinds.add(j.entry_kind)
+        kinds |= j.restart_kinds | j.exit_kinds
+        if j.exit_if is not None:
+            kinds |= set(EVENT_KINDS.values())  # any event may change what exit_if reads
+    model = config.model
+    incentive = compile_rule(model.incentive_if, "model.incentive_if") \
+        if model.incentive_if else None
+    return Program(
+        journeys=journeys,
+        segments=segments,
+        caps=config.caps,
+        quiet=config.quiet_hours,
+        features=config.features,
+        model=model,
+        incentive=incentive,
+        recommendations=config.recommendations.enabled,
+        dedup_window=config.events.dedup_window,
+        by_segment={k: tuple(v) for k, v in by_segment.items()},
+        journey_kinds=frozenset(kinds),
+    )
