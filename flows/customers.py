@@ -36,7 +36,9 @@ class CustomersLogic(StatefulBatchLogic[ShardChunk, Any, dict[str, Any]]):
         return out, False
 
     def on_eof(self) -> tuple[list[Any], bool]:
-        # The last commit would only be published by a next batch that never comes.
+        # The profile view would only get the last commit with a next batch that never comes.
+        if not self.shard.profiles:
+            return [], False
         self.shard.snapshot()
         return self.shard.publish(), False
 

@@ -104,10 +104,13 @@ class Decider:
         return ready
 
     def _apply_until(self, t: int) -> None:
+        """Apply every delta of a bucket ended by `t`. Called only once every shard passed
+        `t`, so no delta of such a bucket can still come: the model may seal up to `t`."""
         assert self.items is not None
         deltas = self.deltas
         while deltas and deltas[0][0] <= t:
             self.items.apply(heapq.heappop(deltas)[3])
+        self.items.seal(t)
 
     def _enrich(self, d: Decision) -> Decision:
         items = self.items

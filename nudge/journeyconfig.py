@@ -79,7 +79,7 @@ class SegmentConfig:
 @dataclass(frozen=True, slots=True)
 class FeaturesConfig:
     session_gap: int = parse_duration("30m")
-    evaluate_after: int = parse_duration("10m")  # segments settle this long after activity
+    evaluate_after: int = parse_duration("30m")  # segments settle this long after activity
     new_days: int = 30
     lapsed_days: int = 90
     churned_days: int = 180

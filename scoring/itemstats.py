@@ -223,6 +223,12 @@ class ItemStatsBuilder:
         self._k = k
 
     def _note(self, product: ProductLike) -> str:
+        # Most views repeat what the bucket already holds: check before building anew.
+        cur = self._catalogue.get(product.product_id)
+        if cur is not None and cur.price == product.price and cur.name == product.name \
+                and cur.image_url == product.image_url and cur.url == product.url \
+                and cur.category == product.category:
+            return cur.product_id
         info = ItemInfo.of(product)
         self._catalogue[info.product_id] = info
         return info.product_id

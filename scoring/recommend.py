@@ -93,6 +93,7 @@ class ItemModel:
         self.counts: dict[str, list[int]] = {}  # product -> [day, views, adds, buys, day, ...]
         self.shift = 0
         self.at: int | None = None  # the latest bucket_end applied
+        self.sealed = -(2 ** 62)  # no delta may come with a bucket_end at or before this
         self.last_shard = -1
         self.swept_day = -(2 ** 62)
         self._trend: dict[str | None, list[str]] = {}  # cache, cleared by every apply
@@ -103,6 +104,9 @@ class ItemModel:
     def apply(self, delta: ItemDelta) -> None:
         """Add one shard's bucket. Deltas must come in (bucket_end, shard) order."""
         end = delta.bucket_end
+        if end <= self.sealed:
+            raise ValueError(f"delta ({end}, shard {delta.shard}) for a bucket sealed up to "
+                             f"{self.sealed}: seal() promised no more of them")
         if self.at is not None and (end, delta.shard) <= (self.at, self.last_shard):
             raise ValueError(f"delta ({end}, shard {delta.shard}) after ({self.at}, shard "
                              f"{self.last_shard}): apply deltas in (bucket_end, shard) order")
@@ -143,6 +147,16 @@ class ItemModel:
             while series[0] <= day - self.trending_days:
                 del series[:4]
         series[-4 + slot] += n
+
+    def seal(self, t: int) -> None:
+        """The caller promises no more deltas with bucket_end <= t: fold the pending sums now,
+        as the next bucket would (the same arithmetic, so the same weights), so reads stop
+        merging them on every call."""
+        if self.at is not None and self.at <= t and self.pending:
+            self._fold()
+            self._snap = None
+        if self.at is not None and self.at <= t:
+            self.sealed = max(self.sealed, t)
 
     def _growth(self, t: int) -> float:
         h = self.half_life_ms
@@ -309,7 +323,7 @@ class ItemModel:
                                 self.counts)
             snap.update(format=SNAPSHOT_FORMAT, half_life_ms=self.half_life_ms,
                         shift=self.shift, at=self.at, last_shard=self.last_shard,
-                        swept_day=self.swept_day)
+                        swept_day=self.swept_day, sealed=self.sealed)
             self._snap = snap
         return dict(self._snap)
 
@@ -323,6 +337,7 @@ class ItemModel:
          self.counts) = decode_model(snap)
         self.shift, self.at = snap["shift"], snap["at"]
         self.last_shard, self.swept_day = snap["last_shard"], snap["swept_day"]
+        self.sealed = snap.get("sealed", -(2 ** 62))
         self._trend = {}
         self._snap = None
         old_h = snap["half_life_ms"]

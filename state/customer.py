@@ -84,12 +84,18 @@ class Customer:
         self.wake = 0  # the time of this customer's live entry in the shard's timers
 
 
-_FIELDS = Customer.__slots__
+_FIELDS = Customer.__slots__  # the encoding's order; test_features checks they agree
 
 
 def encode(c: Customer) -> bytes:
-    """A positional JSON array: about 40% smaller than named fields, and stable to read."""
-    return orjson.dumps([FORMAT, *(getattr(c, name) for name in _FIELDS)])
+    """A positional JSON array: about 40% smaller than named fields, and stable to read.
+    Fields spelled out (not a loop over __slots__): this runs for every changed record at
+    every snapshot."""
+    return orjson.dumps([FORMAT, c.bought, c.cart, c.consent, c.consent_at, c.counters,
+        c.decisions, c.email, c.engagement, c.first_name, c.first_order, c.first_seen,
+        c.journeys, c.last_name, c.last_order, c.last_seen, c.last_view, c.order_gap,
+        c.orders, c.outcomes, c.recent, c.seg_due, c.seg_next, c.segments, c.sends,
+        c.session, c.spend, c.timezone, c.wake])
 
 
 def decode(data: bytes) -> Customer:
@@ -97,8 +103,10 @@ def decode(data: bytes) -> Customer:
     if v[0] != FORMAT:
         raise ValueError(f"customer record format {v[0]} is not {FORMAT}")
     c = Customer.__new__(Customer)
-    for name, value in zip(_FIELDS, v[1:], strict=True):
-        setattr(c, name, value)
+    (_, c.bought, c.cart, c.consent, c.consent_at, c.counters, c.decisions, c.email,
+     c.engagement, c.first_name, c.first_order, c.first_seen, c.journeys, c.last_name,
+     c.last_order, c.last_seen, c.last_view, c.order_gap, c.orders, c.outcomes, c.recent,
+     c.seg_due, c.seg_next, c.segments, c.sends, c.session, c.spend, c.timezone, c.wake) = v
     return c
 
 

@@ -58,9 +58,10 @@ class Env:
 
 
 class Context:
-    """One customer at one event time `t`; features computed once each, on first use."""
+    """One customer at one event time `t`; features, and when they change, computed once
+    each, on first use (several rules read the same features)."""
 
-    __slots__ = ("c", "cache", "day", "env", "hour", "t")
+    __slots__ = ("c", "cache", "changes_cache", "day", "env", "hour", "inputs", "t")
 
     def __init__(self, c: Customer, t: int, env: Env) -> None:
         self.c = c
@@ -69,12 +70,22 @@ class Context:
         self.day = t // DAY
         self.hour = t // HOUR
         self.cache: dict[str, Any] = {}
+        self.changes_cache: dict[str, int | None] = {}
+        self.inputs: dict[str, float] | None = None  # model_inputs(), once
 
     def __getitem__(self, name: str) -> Any:
         try:
             return self.cache[name]
         except KeyError:
             value = self.cache[name] = FEATURES[name].compute(self)
+            return value
+
+    def changes(self, name: str) -> int | None:
+        """When feature `name` next changes with time alone (None: only with events)."""
+        try:
+            return self.changes_cache[name]
+        except KeyError:
+            value = self.changes_cache[name] = FEATURES[name].changes(self)
             return value
 
 
@@ -333,7 +344,14 @@ FEATURES["propensity"] = Feature(
 
 
 def model_inputs(ctx: Context) -> dict[str, float]:
-    """What the propensity model sees: scaled, bounded numbers only."""
+    """What the propensity model sees: scaled, bounded numbers only (the same dict for
+    every call on one context: scoring and attribution share it)."""
+    if ctx.inputs is None:
+        ctx.inputs = _inputs(ctx)
+    return ctx.inputs
+
+
+def _inputs(ctx: Context) -> dict[str, float]:
     since = ctx["days_since_last_order"]
     return {
         "days_since_last_order": float(min(since, 365) if since is not None else 365),

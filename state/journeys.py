@@ -31,7 +31,7 @@ from nudge.records import (
 )
 from scoring.experiments import in_holdout, pick_variant
 from state.customer import Customer, cart_value, note_decision
-from state.features import Context, preferred_categories
+from state.features import Context, Env, preferred_categories
 from state.policy import FREQUENCY_CAP, QUIET_HOURS, capped, consent_block, quiet_until
 from state.program import Journey, Program
 
@@ -69,32 +69,46 @@ def _close(st: list[Any], ts: int) -> None:
     st[LAST_EXIT] = ts
 
 
-def on_event(c: Customer, ev: Event, ctx: Context, program: Program) -> bool:
-    """Move every journey for an event whose facts are applied. True if a due time moved."""
+def on_event(c: Customer, ev: Event, env: Env, program: Program) -> bool:
+    """Move the journeys for an event whose facts are applied. True if a due time may have
+    come earlier (the shard then reschedules the customer)."""
     moved = False
     kind, ts = ev.kind, ev.ts
-    for j in program.journeys:
+    ctx: Context | None = None  # features, built only if a condition needs them
+    for j in program.by_kind.get(kind, ()):
         st = c.journeys.get(j.name)
         if st is not None and st[OPEN]:
             if kind in j.exit_kinds:
                 _close(st, ts)
                 continue
             if kind in j.restart_kinds:
-                st[ANCHOR] = max(st[ANCHOR], ts)
-                if kind == j.entry_kind and _passes(j, ctx, ev):
-                    st[ENTRIES] += 1
+                if ts > st[ANCHOR]:
+                    st[ANCHOR] = ts
+                if kind == j.entry_kind:
+                    if j.where is not None and ctx is None:
+                        ctx = Context(c, ts, env)
+                    if _passes(j, ctx, ev):
+                        st[ENTRIES] += 1
                 _schedule(st, j)
                 moved = True
-            if j.exit_if is not None and j.exit_if.test(ctx):
+        elif kind == j.entry_kind and _may_enter(st, j, ts):
+            if j.where is not None and ctx is None:
+                ctx = Context(c, ts, env)
+            if _passes(j, ctx, ev):
+                _open(c, j, ts)
+                moved = True
+    for j in program.with_exit_if:
+        st = c.journeys.get(j.name)
+        if st is not None and st[OPEN]:
+            if ctx is None:
+                ctx = Context(c, ts, env)
+            if j.exit_if.test(ctx):  # type: ignore[union-attr]
                 _close(st, ts)
-        elif kind == j.entry_kind and _may_enter(st, j, ts) and _passes(j, ctx, ev):
-            _open(c, j, ts)
-            moved = True
     return moved
 
 
-def _passes(j: Journey, ctx: Context, ev: Event) -> bool:
-    if j.where is None:
+def _passes(j: Journey, ctx: Context | None, ev: Event) -> bool:
+    if j.where is None or ctx is None:
         return True
     ctx.cache["event"] = ev
     try:

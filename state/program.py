@@ -56,8 +56,10 @@ class Program:
     recommendations: bool
     dedup_window: int
     by_segment: dict[str, tuple[Journey, ...]] = field(default_factory=dict)
-    # event kinds any journey listens to (others skip the journey pass entirely)
-    journey_kinds: frozenset[int] = frozenset()
+    # per event kind, the journeys it may open, restart or end (in config order); an event
+    # of another kind only meets the journeys with an `exit_if`, and only while open
+    by_kind: dict[int, tuple[Journey, ...]] = field(default_factory=dict)
+    with_exit_if: tuple[Journey, ...] = ()
 
 
 def _kind(name: str, where: str) -> int:
@@ -101,13 +103,10 @@ def compile_program(config: Config) -> Program:
     for j in journeys:
         if j.entry_segment is not None:
             by_segment.setdefault(j.entry_segment, []).append(j)
-    kinds = set()
+    by_kind: dict[int, list[Journey]] = {}
     for j in journeys:
-        if j.entry_kind is not None:
-            kinds.add(j.entry_kind)
-        kinds |= j.restart_kinds | j.exit_kinds
-        if j.exit_if is not None:
-            kinds |= set(EVENT_KINDS.values())  # any event may change what exit_if reads
+        for kind in {j.entry_kind, *j.restart_kinds, *j.exit_kinds} - {None}:
+            by_kind.setdefault(kind, []).append(j)  # type: ignore[arg-type]
     model = config.model
     incentive = compile_rule(model.incentive_if, "model.incentive_if") \
         if model.incentive_if else None
@@ -122,5 +121,6 @@ def compile_program(config: Config) -> Program:
         recommendations=config.recommendations.enabled,
         dedup_window=config.events.dedup_window,
         by_segment={k: tuple(v) for k, v in by_segment.items()},
-        journey_kinds=frozenset(kinds),
+        by_kind={k: tuple(v) for k, v in by_kind.items()},
+        with_exit_if=tuple(j for j in journeys if j.exit_if is not None),
     )

@@ -76,8 +76,18 @@ def _after(ctx: Context, times: list[int | None]) -> int | None:
     return min(later) if later else None
 
 
+def _earliest(nexts: list[Next]) -> Next:
+    """The earliest of several next-change functions; those that can never fire dropped."""
+    live = [n for n in nexts if n is not _never]
+    if not live:
+        return _never
+    if len(live) == 1:
+        return live[0]
+    return lambda ctx: _after(ctx, [n(ctx) for n in live])
+
+
 def _either(a: Next, b: Next) -> Next:
-    return lambda ctx: _after(ctx, [a(ctx), b(ctx)])
+    return _earliest([a, b])
 
 
 def _ordered(op: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:
@@ -161,7 +171,9 @@ class _Compiler:
             raise self.fail(f"unknown name {node.id!r}{hint}")
         self.features.add(node.id)
         name = node.id
-        return (lambda ctx: ctx[name]), feature.changes
+        if feature.kind in ("static", "population"):
+            return (lambda ctx: ctx[name]), _never
+        return (lambda ctx: ctx[name]), (lambda ctx: ctx.changes(name))
 
     def _Attribute(self, node: ast.Attribute) -> tuple[Fn, Next]:
         if not (isinstance(node.value, ast.Name) and node.value.id == "event"):
@@ -189,7 +201,7 @@ class _Compiler:
     def _BoolOp(self, node: ast.BoolOp) -> tuple[Fn, Next]:
         parts = [self.compile(v) for v in node.values]
         fns = [f for f, _ in parts]
-        nexts = [n for _, n in parts]
+        nxt = _earliest([n for _, n in parts])
         if isinstance(node.op, ast.And):
             def test(ctx: Context) -> Any:
                 value: Any = True
@@ -206,7 +218,7 @@ class _Compiler:
                     if value:
                         return value
                 return value
-        return test, (lambda ctx: _after(ctx, [n(ctx) for n in nexts]))
+        return test, nxt
 
     def _UnaryOp(self, node: ast.UnaryOp) -> tuple[Fn, Next]:
         f, n = self.compile(node.operand)
@@ -221,8 +233,7 @@ class _Compiler:
         if op is None:
             raise self.fail(f"operator {type(node.op).__name__} is not allowed (use + - * /)")
         (fa, na), (fb, nb) = self.compile(node.left), self.compile(node.right)
-        return (lambda ctx: op(fa(ctx), fb(ctx))), (lambda ctx: _after(ctx, [na(ctx),
-                                                                              nb(ctx)]))
+        return (lambda ctx: op(fa(ctx), fb(ctx))), _either(na, nb)
 
     def _Call(self, node: ast.Call) -> tuple[Fn, Next]:
         if not isinstance(node.func, ast.Name) or node.keywords:
@@ -251,7 +262,7 @@ class _Compiler:
                     return agg(*values) if len(values) > 1 else agg(values[0])
                 except TypeError:
                     return None
-            return call, (lambda ctx: _after(ctx, [n(ctx) for _, n in parts]))
+            return call, _earliest([n for _, n in parts])
         raise self.fail(f"unknown function {name}() (functions: "
                         f"{', '.join([*CATEGORY_FUNCTIONS, *_AGGREGATES])})")
 
@@ -276,7 +287,7 @@ class _Compiler:
         else:
             def test(ctx: Context) -> bool:
                 return all(op(fa(ctx), fb(ctx)) for op, fa, fb in tests)
-        return test, (lambda ctx: _after(ctx, [n(ctx) for n in nexts]))
+        return test, _earliest(nexts)
 
     def _crossing(self, left: ast.AST, op: type[ast.cmpop], right: ast.AST) -> Next | None:
         """A clock feature against a number flips only where it crosses that number."""

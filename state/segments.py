@@ -34,7 +34,7 @@ def evaluate(c: Customer, cid: str, ctx: Context,
         if rule.test(ctx):
             now.append(name)
         nxt = rule.next_change(ctx)
-        if nxt is not None:
+        if nxt is not None and nxt > ctx.t:  # never "now" again: that would never end
             nexts.append(nxt)
     before = c.segments
     changes: list[SegmentChange] = []

@@ -129,11 +129,11 @@ class Shard:
             n += 1
             cid = ev.customer_id
             c = customer(cid)
-            apply(c, cid, ev, shared)
-            w = wake(c)
-            if w != c.wake:
-                c.wake = w
-                if w:
+            if apply(c, cid, ev, shared):
+                w = wake(c)
+                if w != c.wake and w:
+                    # A stale later entry may stay in the heap: it is skipped when popped.
+                    c.wake = w
                     heapq.heappush(timers, (w, cid))
         self._fire(wm, final)
         self.stats["events"] += n

@@ -82,8 +82,9 @@ def _engage(c: Customer, shared: Shared, name: str, ts: int) -> None:
         shared.ranks.replace(old, c.engagement)
 
 
-def apply(c: Customer, cid: str, ev: Event, shared: Shared) -> None:
-    """Apply one event (in the shard's event-time order)."""
+def apply(c: Customer, cid: str, ev: Event, shared: Shared) -> bool:
+    """Apply one event (in the shard's event-time order). True if the customer's next
+    wake-up may have come earlier (a later one is found when the timer runs)."""
     program = shared.program
     kind, ts = ev.kind, ev.ts
     items = shared.items
@@ -110,10 +111,11 @@ def apply(c: Customer, cid: str, ev: Event, shared: Shared) -> None:
     elif kind == Kind.EMAIL_CLICKED:
         _engage(c, shared, "email_clicked", ts)
     apply_facts(c, ev)
-    if kind in program.journey_kinds:
-        journeys.on_event(c, ev, Context(c, ts, shared.env), program)
+    moved = journeys.on_event(c, ev, shared.env, program)
     if program.segments and not c.seg_due:
         c.seg_due = ts + shared.evaluate_after
+        return True
+    return moved
 
 
 def advance(c: Customer, cid: str, t: int, shared: Shared) -> None:

@@ -130,3 +130,12 @@ def test_record_round_trips_through_its_encoding() -> None:
     back = decode(encode(c))
     assert encode(back) == encode(c)
     assert back.recent == ["sku-1"] and back.bought == ["sku-1"] and back.orders == 1
+
+
+def test_the_encoding_keeps_every_field() -> None:
+    c = Customer()
+    for i, name in enumerate(Customer.__slots__):
+        setattr(c, name, f"value-{i}")  # distinct values catch a field out of place
+    back = decode(encode(c))
+    assert [getattr(back, n) for n in Customer.__slots__] == \
+        [f"value-{i}" for i in range(len(Customer.__slots__))]

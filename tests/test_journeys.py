@@ -90,7 +90,7 @@ def test_win_back_stops_when_the_customer_orders_and_leaves_the_segment() -> Non
             WIN_BACK)
     assert decisions(p) == [("u", "win_back", 1, 1, 10 + 90 * D, "sent", None)]
     assert [(s.change, (s.at - BASE) // MINUTE) for s in p.segments] == [
-        ("entered", 10 + 90 * D), ("exited", 95 * D + 10)]  # evaluated 10 minutes after
+        ("entered", 10 + 90 * D), ("exited", 95 * D + 30)]  # evaluated 30 minutes after
 
 
 WELCOME = config("[triggers.cart_abandonment]\nenabled = false\n"

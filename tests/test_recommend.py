@@ -343,6 +343,24 @@ def test_pending_deltas_read_as_if_folded() -> None:
         assert (answers(model), [related(model, p)[0] for p in model.catalogue]) == before
 
 
+def test_sealing_folds_exactly_as_the_next_bucket_would() -> None:
+    # decide seals once every shard passed a time: the same weights, bit for bit, as
+    # folding when the next bucket arrives; a delta for a sealed bucket is refused.
+    sealed, lazy = ItemModel(half_life_ms=DAY, neighbours=4), ItemModel(half_life_ms=DAY,
+                                                                        neighbours=4)
+    for d in busy_builder(3).flush(10 * DAY):
+        sealed.apply(d)
+        lazy.apply(d)
+        sealed.seal(d.bucket_end)
+        assert not sealed.pending
+        assert answers(sealed) == answers(lazy)
+    assert lazy.pending and lazy.at is not None
+    lazy.apply(ItemDelta(lazy.at + 1, 0, {}, {}, {}, {}, {}))  # the next bucket folds it
+    assert sealed.rows == lazy.rows  # every weight, bit for bit
+    with pytest.raises(ValueError, match="sealed"):
+        sealed.apply(ItemDelta(sealed.sealed, 0, {}, {}, {}, {}, {}))
+
+
 def test_restore_with_another_half_life_keeps_true_weights() -> None:
     model = ItemModel(half_life_ms=DAY)
     for d in busy_builder(2).flush(10 * DAY):
