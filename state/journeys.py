@@ -82,8 +82,7 @@ def on_event(c: Customer, ev: Event, env: Env, program: Program) -> bool:
                 _close(st, ts)
                 continue
             if kind in j.restart_kinds:
-                if ts > st[ANCHOR]:
-                    st[ANCHOR] = ts
+                st[ANCHOR] = max(st[ANCHOR], ts)
                 if kind == j.entry_kind:
                     if j.where is not None and ctx is None:
                         ctx = Context(c, ts, env)
