@@ -1,16 +1,19 @@
-"""Invariants over random shopper histories, valid and invalid records mixed (hypothesis):
-never more than the cap in a window, never an email for an episode after its order or after
-its cart emptied, never an email after a consent withdrawal with an earlier event time."""
+"""Invariants over random shopper histories, valid and invalid records mixed (hypothesis),
+with the cart journey alone or every journey at once: never more than the cap in a window
+across journeys, never an email for a cart episode after its order or after its cart
+emptied, never an email after a consent withdrawal with an earlier event time, one decision
+per idempotency key, an email address on every send."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flows.parse import Limits, PartitionClock, parse_record
-from nudge.config import CapsConfig, EventsConfig
+from nudge.config import CapsConfig, EventsConfig, load_text
 from nudge.errors import InputError
 from nudge.records import Kind
 from nudge.timefmt import HOUR
@@ -21,14 +24,39 @@ from tests.test_determinism import shoppers
 LIMITS = Limits.from_config(EventsConfig(), now_ms=1_800_000_000_000)
 
 
+ALL_JOURNEYS = """
+[triggers.browse_abandonment]
+enabled = true
+[triggers.post_purchase]
+enabled = true
+stages = ["3h"]
+[triggers.welcome]
+enabled = true
+stages = ["0m", "2h", "6h"]
+[triggers.win_back]
+enabled = true
+stages = ["0m", "5h"]
+[segments.lapsed]
+rule = "orders_total > 0 and days_since_last_order >= 1"
+[features]
+evaluate_after = "10m"
+"""
+
+
 @settings(max_examples=80, deadline=None)
 @given(seed=st.integers(0, 100_000), cap=st.integers(1, 3),
        window_h=st.sampled_from([1, 6, 24]), stages=st.sampled_from([(1,), (1, 5), (2, 24)]),
-       bad=st.integers(0, 60))
+       bad=st.integers(0, 60), every_journey=st.booleans())
 def test_invariants_hold(seed: int, cap: int, window_h: int, stages: tuple[int, ...],
-                         bad: int) -> None:
+                         bad: int, every_journey: bool) -> None:
     cfg = cart_stages(*(s * HOUR for s in stages), shards=5,
                       caps=CapsConfig(max_emails=cap, window=window_h * HOUR))
+    if every_journey:
+        others = load_text(ALL_JOURNEYS)
+        cfg = dataclasses.replace(
+            others, shards=5, caps=cfg.caps, segments=others.segments, triggers=tuple(
+                cfg.trigger(t.name) if t.name == "cart_abandonment" else t
+                for t in others.triggers))
     records = [raw for _, raw in shoppers(seed, customers=6, steps=250, gap=10.0)]
     rng = random.Random(seed)
     for _, raw in bad_records(rng, bad):
@@ -54,6 +82,12 @@ def test_invariants_hold(seed: int, cap: int, window_h: int, stages: tuple[int, 
     for events in history.values():  # ... and in event-time order, as a shard applies it
         events.sort(key=lambda ev: (ev.ts, ev.offset))
 
+    keys = [d.idempotency_key for d in p.decisions]
+    assert len(keys) == len(set(keys))  # one decision per (customer, trigger, episode, stage)
+    for d in p.decisions:  # only a sent decision carries what an email needs
+        assert (d.context is not None) == (d.outcome == "sent"), d
+        assert d.outcome != "sent" or d.context.email  # type: ignore[union-attr]
+
     sent: dict[str, list[int]] = {}
     for d in p.decisions:
         if d.outcome == "sent":
@@ -78,6 +112,8 @@ def test_invariants_hold(seed: int, cap: int, window_h: int, stages: tuple[int, 
                         ev.traits.marketing_consent is not None:
                     consent = ev.traits.marketing_consent
         assert consent is True, d
+        if d.trigger != "cart_abandonment":
+            continue
         # no order between the episode's opening add and the due time
         last_add = max(ev.ts for ev in events if ev.kind == Kind.PRODUCT_ADDED and ev.ts <= d.due)
         orders = [ev.ts for ev in events if ev.kind == Kind.ORDER_COMPLETED
