@@ -134,18 +134,29 @@ def dead_letter_headers(d: DeadLetter) -> list[tuple[str, str | bytes | None]]:
     ]
 
 
-class _DeadLetterPartition(StatelessSinkPartition[DeadLetter]):
+class DeadLetterWriter:
+    """Dead letters onto a topic: the original bytes as the value, the rest in headers.
+    `write` returns once the broker acknowledged all of them."""
+
     def __init__(self, config: KafkaConfig, topic: str) -> None:
         self.client = KafkaProducerClient(config)
         self.topic = topic
 
-    def write_batch(self, items: list[DeadLetter]) -> None:
+    def write(self, items: list[DeadLetter]) -> None:
         for d in items:
             self.client.produce(self.topic, None, d.raw, dead_letter_headers(d))
         self.client.flush()
 
+
+class _DeadLetterPartition(StatelessSinkPartition[DeadLetter]):
+    def __init__(self, config: KafkaConfig, topic: str) -> None:
+        self.writer = DeadLetterWriter(config, topic)
+
+    def write_batch(self, items: list[DeadLetter]) -> None:
+        self.writer.write(items)
+
     def close(self) -> None:
-        self.client.flush()
+        self.writer.client.flush()
 
 
 class DeadLetterTopicSink(DynamicSink[DeadLetter]):

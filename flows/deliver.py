@@ -290,8 +290,13 @@ class _DeliveryPartition(StatefulSinkPartition[Email, None]):
     def __init__(self, config: Config, dead_letters: Path | None) -> None:
         self.pool = sender_for(config)
         self.dead_path = dead_letters
+        self.dead_topic: Any = None
         if dead_letters is not None:
             dead_letters.parent.mkdir(parents=True, exist_ok=True)
+        else:  # outputs.dead_letters = "kafka": the same DLQ topic as bad input
+            from delivery.kafka import DeadLetterWriter
+
+            self.dead_topic = DeadLetterWriter(config.kafka, config.kafka.dead_letter_topic)
 
     def write_batch(self, values: list[Email]) -> None:
         submit = self.pool.submit
@@ -299,7 +304,9 @@ class _DeliveryPartition(StatefulSinkPartition[Email, None]):
             submit(email)
 
     def _write_dead(self, dead: list[DeadLetter]) -> None:
-        if dead and self.dead_path is not None:
+        if dead and self.dead_topic is not None:
+            self.dead_topic.write(dead)
+        elif dead and self.dead_path is not None:
             with self.dead_path.open("ab") as f:
                 for d in dead:
                     f.write(orjson.dumps(d.to_json()) + b"\n")

@@ -6,10 +6,13 @@ Prints a report: events/s for
   - read + orjson.loads only (the floor any Python consumer pays),
   - read + Nudge's parse and validation,
   - a hand-written single loop with the same cart semantics (no dataflow, no recovery),
-  - file replay through the real dataflow (1 worker),
-  - Kafka end to end (tansu broker on loopback, bounded read): a raw consume+parse baseline
-    and the real dataflow,
-and peak RSS per customer of the dataflow run (each run is a child process, so its peak
+  - file replay through the real dataflow (1 worker) in three configs (PROFILES): the cart
+    journey alone, the defaults, and everything on (the demo's config), decisions only and
+    with rendering and the outbox,
+  - Kafka end to end (tansu broker on loopback, bounded read, emails to a topic): a raw
+    consume+parse baseline and the real dataflow,
+with decisions, emails, segment changes and the propensity model's progressive ROC AUC and
+log loss of each run, and peak RSS per customer (each run is a child process, so its peak
 RSS is its own). Numbers are printed, never asserted: this is not a test.
 """
 
@@ -135,19 +138,38 @@ def hand_loop(path: str) -> dict[str, float]:
     return {"events": n, "seconds": el, "sent": sent, "rss_mb": _peak_rss_mb()}
 
 
-def _flow_config(out: str) -> Any:
+PROFILES = {
+    "lean": "the cart journey alone: no model, no recommendations, no profile view",
+    "default": "the defaults: cart + propensity model + recommendations + profile view",
+    "all": "every journey, segments, model, recommendations, A/B and holdout (demo.toml)",
+}
+
+
+def _flow_config(out: str, profile: str = "lean", transport: str = "outbox",
+                 bootstrap: str = "", topic: str = "") -> Any:
     import dataclasses
 
     from nudge import config as config_mod
+    from nudge.cli import DEMO_CONFIG
 
-    cfg = config_mod.Config()
-    return dataclasses.replace(
-        cfg,
-        outputs=dataclasses.replace(cfg.outputs, decisions=f"{out}/decisions.jsonl",
-                                    dead_letters=f"{out}/dead-letters.jsonl"),
-        delivery=dataclasses.replace(cfg.delivery, transport="outbox",
-                                     outbox_dir=f"{out}/outbox", ledger_dir=f"{out}/ledger"),
-    )
+    cfg = config_mod.load(DEMO_CONFIG) if profile == "all" else config_mod.Config()
+    if profile == "lean":
+        cfg = dataclasses.replace(
+            cfg, model=dataclasses.replace(cfg.model, enabled=False, incentive_if=""),
+            recommendations=dataclasses.replace(cfg.recommendations, enabled=False))
+    outputs = dataclasses.replace(
+        cfg.outputs, decisions=f"{out}/decisions.jsonl", dead_letters=f"{out}/dead-letters.jsonl",
+        segments=f"{out}/segments.jsonl", outcomes=f"{out}/outcomes.jsonl",
+        profiles="" if profile == "lean" else f"{out}/profiles")
+    cfg = dataclasses.replace(
+        cfg, outputs=outputs,
+        delivery=dataclasses.replace(cfg.delivery, transport=transport,
+                                     outbox_dir=f"{out}/outbox", ledger_dir=f"{out}/ledger"))
+    if bootstrap:
+        cfg = dataclasses.replace(cfg, kafka=dataclasses.replace(
+            cfg.kafka, brokers=(bootstrap,), topic=topic, tail=False,
+            email_topic=f"{topic}-emails-{profile}"))
+    return cfg
 
 
 def _run_flow(flow: Any) -> float:
@@ -163,36 +185,31 @@ def _run_flow(flow: Any) -> float:
     return time.perf_counter() - t
 
 
-def _state_bytes(out: str) -> int:
-    return sum(f.stat().st_size for f in Path(out).rglob("*") if f.is_file())
-
-
-def _null_sink() -> Any:
-    from bytewax.outputs import DynamicSink, StatelessSinkPartition
-
-    class _Drop(StatelessSinkPartition[Any]):
-        def write_batch(self, items: list[Any]) -> None:
-            pass
-
-    class NullSink(DynamicSink[Any]):
-        def build(self, step_id: str, worker_index: int, worker_count: int) -> _Drop:
-            return _Drop()
-
-    return NullSink()
-
-
-def file_replay(path: str, out: str, emails: str = "outbox") -> dict[str, float]:
+def file_replay(path: str, out: str, transport: str = "outbox",
+                profile: str = "lean") -> dict[str, float]:
     from flows.dataflow import build_flow
     from sources.files import JsonlSource
 
-    cfg = _flow_config(out)
+    cfg = _flow_config(out, profile, transport)
     rss0 = _peak_rss_mb()
-    sink = _null_sink() if emails == "none" else None
-    el = _run_flow(build_flow(cfg, source=JsonlSource([path], cfg.events.batch_size),
-                              email_sink=sink))
-    decisions = _count_lines(f"{out}/decisions.jsonl")
-    return {"events": _count_lines(path), "seconds": el, "decisions": decisions,
-            "rss_mb": _peak_rss_mb(), "rss_base_mb": rss0}
+    el = _run_flow(build_flow(cfg, source=JsonlSource([path], cfg.events.batch_size)))
+    return {"events": _count_lines(path), "seconds": el, "rss_mb": _peak_rss_mb(),
+            "rss_base_mb": rss0, **_results(cfg, out)}
+
+
+def _results(cfg: Any, out: str) -> dict[str, float]:
+    """What a run decided and sent, and its model's progressive validation."""
+    r: dict[str, float] = {"decisions": _count_lines(f"{out}/decisions.jsonl")}
+    outbox = Path(out) / "outbox"
+    r["emails"] = len(list(outbox.glob("*.eml"))) if outbox.exists() else 0
+    if Path(f"{out}/segments.jsonl").exists():
+        r["segment_changes"] = _count_lines(f"{out}/segments.jsonl")
+    if cfg.outputs.profiles and cfg.model.enabled:
+        from nudge.inspection import model_report
+
+        report = model_report(cfg)
+        r.update({f"model_{k}": v for k, v in report.items() if v is not None})
+    return r
 
 
 def kafka_consume_parse(bootstrap: str, topic: str) -> dict[str, float]:
@@ -223,18 +240,14 @@ def kafka_consume_parse(bootstrap: str, topic: str) -> dict[str, float]:
     return {"events": n, "seconds": el, "rss_mb": _peak_rss_mb()}
 
 
-def kafka_flow(bootstrap: str, topic: str, out: str) -> dict[str, float]:
-    import dataclasses
-
+def kafka_flow(bootstrap: str, topic: str, out: str, profile: str = "lean",
+               transport: str = "kafka") -> dict[str, float]:
     from flows.dataflow import build_flow
     from sources.kafka import KafkaEventSource
 
-    cfg = _flow_config(out)
-    kafka = dataclasses.replace(cfg.kafka, brokers=(bootstrap,), topic=topic, tail=False)
-    cfg = dataclasses.replace(cfg, kafka=kafka)
+    cfg = _flow_config(out, profile, transport, bootstrap, topic)
     el = _run_flow(build_flow(cfg, source=KafkaEventSource(cfg.kafka, cfg.events, tail=False)))
-    return {"events": -1, "seconds": el, "decisions": _count_lines(f"{out}/decisions.jsonl"),
-            "rss_mb": _peak_rss_mb()}
+    return {"events": -1, "seconds": el, "rss_mb": _peak_rss_mb(), **_results(cfg, out)}
 
 
 # -- orchestration --------------------------------------------------------------------
@@ -315,8 +328,8 @@ def _produce(bootstrap: str, topic: str, path: Path, partitions: int) -> float:
 
 def _line(name: str, r: dict[str, float], events: int | None = None) -> str:
     n = events or int(r["events"])
-    return f"  {name:<44} {n / r['seconds']:>10,.0f} ev/s   {r['seconds']:>7.2f} s   " \
-           f"peak RSS {r['rss_mb']:>7,.0f} MB"
+    return f"  {name:<58} {n / r['seconds']:>9,.0f} ev/s {r['seconds']:>7.2f} s  " \
+           f"peak RSS {r['rss_mb']:>6,.0f} MB"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -337,19 +350,22 @@ def main(argv: list[str] | None = None) -> int:
     print(_line("read + orjson.loads (floor)", _child("baseline_loads", str(data))))
     print(_line("read + Nudge parse/validate", _child("baseline_parse", str(data))))
     print(_line("hand-written single loop, cart only", _child("hand_loop", str(data))))
-    out = DATA / "replay-decisions"
-    _clean(out)
-    r = _child("file_replay", str(data), str(out), "none")
-    print(_line("Nudge dataflow, file replay, decisions only", r))
-    out = DATA / "replay"
-    _clean(out)
-    full = _child("file_replay", str(data), str(out), "outbox")
-    print(_line("Nudge dataflow, file replay, + render + outbox", full))
-    emails = len(list((out / "outbox").glob("*.eml")))
-    print(f"  emails written: {emails:,}")
-    per_customer = (r["rss_mb"] - r["rss_base_mb"]) * 1024 * 1024 / args.customers
-    print(f"  decisions: {int(r['decisions']):,}; RSS per customer: {per_customer:,.0f} B "
-          f"(peak {r['rss_mb']:,.0f} MB minus {r['rss_base_mb']:,.0f} MB after imports)")
+    lean = None
+    for profile, transport in (("lean", "none"), ("lean", "outbox"), ("default", "outbox"),
+                               ("all", "none"), ("all", "outbox")):
+        out = DATA / f"replay-{profile}-{transport}"
+        _clean(out)
+        r = _child("file_replay", str(data), str(out), transport, profile)
+        what = "decisions only" if transport == "none" else "+ render + outbox"
+        print(_line(f"Nudge, {profile} config, {what}", r))
+        _details(r)
+        if profile == "lean" and transport == "none":
+            lean = r
+    if lean is not None:
+        per_customer = (lean["rss_mb"] - lean["rss_base_mb"]) * 1024 * 1024 / args.customers
+        print(f"  RSS per customer (lean): {per_customer:,.0f} B (peak {lean['rss_mb']:,.0f} MB "
+              f"minus {lean['rss_base_mb']:,.0f} MB after imports)")
+    print("configs: " + "; ".join(f"{k}: {v}" for k, v in PROFILES.items()))
     if not args.skip_kafka:
         proc, bootstrap = _start_broker()
         try:
@@ -359,14 +375,30 @@ def main(argv: list[str] | None = None) -> int:
                   f"produced in {secs:.1f} s):")
             print(_line("consume + orjson.loads (floor)",
                         _child("kafka_consume_parse", bootstrap, topic)))
-            out = DATA / "kafka"
-            _clean(out)
-            k = _child("kafka_flow", bootstrap, topic, str(out))
-            print(_line("Nudge dataflow, Kafka end to end, + render + outbox", k, events))
-            print(f"  decisions: {int(k['decisions']):,}")
+            for profile in ("lean", "all"):
+                out = DATA / f"kafka-{profile}"
+                _clean(out)
+                k = _child("kafka_flow", bootstrap, topic, str(out), profile)
+                print(_line(f"Nudge, Kafka end to end, {profile} config, emails to a topic",
+                            k, events))
+                _details(k)
         finally:
             proc.kill()
     return 0
+
+
+def _details(r: dict[str, float]) -> None:
+    parts = [f"decisions {int(r['decisions']):,}"]
+    if r.get("emails"):
+        parts.append(f"emails {int(r['emails']):,}")
+    if r.get("segment_changes"):
+        parts.append(f"segment changes {int(r['segment_changes']):,}")
+    if r.get("model_count"):
+        parts.append(f"model: progressive ROC AUC {r.get('model_auc', float('nan')):.3f}, "
+                     f"log loss {r.get('model_log_loss', float('nan')):.4f} (base rate "
+                     f"{r.get('model_prior_log_loss', float('nan')):.4f}) over "
+                     f"{int(r['model_count']):,} examples")
+    print("    " + "; ".join(parts))
 
 
 def _clean(out: Path) -> None:

@@ -82,7 +82,12 @@ class JsonlSource(FixedPartitionedSource[Item, State]):
             if not p.is_file():
                 raise SourceError(f"input file {p}: not found (or not a regular file)")
         self.batch_size = batch_size
-        self._keys = {self.key(p): p for p in self.paths}
+        self._keys: dict[str, Path] = {}
+        for p in self.paths:
+            other = self._keys.setdefault(self.key(p), p)
+            if other != p:  # the partition key is the file name (stored in recovery state)
+                raise SourceError(f"input files {other} and {p} have the same name: give "
+                                  "each partition file a name of its own")
 
     @staticmethod
     def key(path: Path) -> str:

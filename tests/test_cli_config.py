@@ -86,6 +86,16 @@ def test_missing_input_file_is_a_clear_error(tmp_path: Path) -> None:
     assert r.returncode == 2 and "nope.jsonl: not found" in r.stderr
 
 
+def test_two_input_files_with_one_name_are_refused(tmp_path: Path) -> None:
+    # a partition is keyed by its file name in recovery state: two must not share one
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "events.jsonl").write_bytes(b"")
+    r = nudge("replay", str(tmp_path / "a" / "events.jsonl"), str(tmp_path / "b" / "events.jsonl"),
+              "--decisions", str(tmp_path / "d"))
+    assert r.returncode == 2 and "have the same name" in r.stderr
+
+
 def test_preview_command(tmp_path: Path) -> None:
     r = nudge("preview", "--out", str(tmp_path / "p.html"))
     assert r.returncode == 0, r.stderr

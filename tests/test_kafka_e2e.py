@@ -122,3 +122,30 @@ def test_live_run_sends_a_due_stage_within_seconds(broker: Broker, tmp_path: Pat
     assert email["customer_id"] == "u" and email["stage"] == 1
     # due at now+4 s, lateness 1 s, heartbeats every 0.5 s; polling the topic adds ~1 s
     assert sent_at - now < 30
+
+
+def test_delivery_dead_letters_go_to_the_dead_letter_topic(broker: Broker, tmp_path: Path) -> None:
+    """An ESP that refuses every send (400): each refusal is a dead letter on the DLQ topic,
+    next to bad input, with stage `deliver` and the reason in the headers."""
+    from tests.servers import esp_server
+
+    topic = broker.create_topic("shop-esp-dlq", partitions=1)
+    for suffix in ("dlq", "decisions", "emails"):
+        broker.create_topic(f"{topic}-{suffix}")
+    broker.produce(topic, [(b"u", identify("u", 0)), (b"u", add("u", 1)),
+                           (b"z", view("z", 200)), (b"x", b"{broken")])
+    with esp_server(script=["400"] * 10) as esp:
+        conf = kafka_config(tmp_path, broker, topic, delivery={"transport": "esp"})
+        text = conf.read_text() + f'[delivery.esp]\nurl = "{esp.url}"\nmax_attempts = 2\n'
+        conf.write_text(text)
+        result = subprocess.run(
+            [sys.executable, "-m", "nudge", "run", "--config", str(conf), "--bounded"],
+            cwd=ROOT, text=True, capture_output=True, timeout=300, check=False,
+            env=dict(os.environ, PYTHONPATH=str(ROOT), NUDGE_ESP_API_KEY="k"))
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert len(esp.requests) == 1  # permanent: not retried
+    stages = sorted(dict(h)["nudge.errors.stage"] for *_, h in broker.consume_all(f"{topic}-dlq"))
+    assert stages == [b"deliver", b"parse"]
+    deliver = next(h for *_, h in broker.consume_all(f"{topic}-dlq")
+                   if dict(h)["nudge.errors.stage"] == b"deliver")
+    assert dict(deliver)["__connect.errors.exception.class.name"] == b"permanent_failure"
