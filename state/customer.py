@@ -3,7 +3,9 @@
 A record holds the profile and consent, the cart, order history, bucketed counters, the
 few product ids recommendations need, and the journey, segment and attribution state. No
 event lists: a customer's memory stays a few hundred bytes whatever their history. Records
-are encoded to compact bytes between epochs (`encode` / `decode`, a positional JSON array).
+are encoded to compact bytes between epochs (`encode` / `decode`: a positional MessagePack
+array, via msgspec: exact for floats, and its bytes are allocated to size, where orjson's
+each take 4 KiB of memory whatever their length, measured here).
 
 What follows from the facts lives elsewhere: journeys (state/journeys.py), segments
 (state/segments.py), the shard's own bookkeeping (state/shard.py).
@@ -13,13 +15,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
+import msgspec
 
 from nudge.records import Event, Kind
 from nudge.timefmt import DAY, HOUR
 from state.windows import bump, last_bucket
 
-FORMAT = 2
+FORMAT = 3
 MAX_CART_LINES = 100
 MAX_CATEGORIES = 32
 MAX_RECENT = 8  # recently viewed products (recommendation seeds, co-view pairs)
@@ -85,13 +87,15 @@ class Customer:
 
 
 _FIELDS = Customer.__slots__  # the encoding's order; test_features checks they agree
+_pack = msgspec.msgpack.Encoder().encode
+_unpack = msgspec.msgpack.Decoder().decode
 
 
 def encode(c: Customer) -> bytes:
-    """A positional JSON array: about 40% smaller than named fields, and stable to read.
-    Fields spelled out (not a loop over __slots__): this runs for every changed record at
-    every snapshot."""
-    return orjson.dumps([FORMAT, c.bought, c.cart, c.consent, c.consent_at, c.counters,
+    """A positional array: about 40% smaller than named fields, and stable to read. Fields
+    spelled out (not a loop over __slots__): this runs for every changed record at every
+    snapshot."""
+    return _pack([FORMAT, c.bought, c.cart, c.consent, c.consent_at, c.counters,
         c.decisions, c.email, c.engagement, c.first_name, c.first_order, c.first_seen,
         c.journeys, c.last_name, c.last_order, c.last_seen, c.last_view, c.order_gap,
         c.orders, c.outcomes, c.recent, c.seg_due, c.seg_next, c.segments, c.sends,
@@ -99,7 +103,7 @@ def encode(c: Customer) -> bytes:
 
 
 def decode(data: bytes) -> Customer:
-    v = orjson.loads(data)
+    v = _unpack(data)
     if v[0] != FORMAT:
         raise ValueError(f"customer record format {v[0]} is not {FORMAT}")
     c = Customer.__new__(Customer)
