@@ -111,7 +111,11 @@ def retry_policy(config: Config) -> RetryPolicy:
 
 class RateLimiter:
     """A token bucket shared by the sender threads: at most `per_second` sends per second,
-    in bursts of at most one second's worth. Wall-clock pacing only; it decides nothing."""
+    in bursts of at most one second's worth. Wall-clock pacing only; it decides nothing.
+
+    A caller takes its token at once, running the bucket into debt if need be, and sleeps
+    the debt off outside the lock: one sleep per send, never a retry loop (waiting for the
+    bucket to refill to exactly 1 can spin on sub-microsecond waits with float clocks)."""
 
     def __init__(self, per_second: int, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
@@ -125,15 +129,13 @@ class RateLimiter:
     def acquire(self) -> None:
         if not self.rate:
             return
-        while True:
-            with self.lock:
-                now = self.clock()
-                self.tokens = min(self.rate, self.tokens + (now - self.stamp) * self.rate)
-                self.stamp = now
-                if self.tokens >= 1:
-                    self.tokens -= 1
-                    return
-                wait = (1 - self.tokens) / self.rate
+        with self.lock:
+            now = self.clock()
+            self.tokens = min(self.rate, self.tokens + (now - self.stamp) * self.rate)
+            self.stamp = now
+            self.tokens -= 1
+            wait = -self.tokens / self.rate if self.tokens < 0 else 0.0
+        if wait > 0:
             self.sleep(wait)
 
 
@@ -177,10 +179,12 @@ class SenderPool:
 
     `submit` blocks while `queue_size` emails wait (backpressure: the dataflow slows down
     instead of buffering without limit); `concurrency` threads send, each with its own
-    transport (SMTP connections are not shareable); `drain` waits until every submitted
-    email was accepted or dead-lettered. The sink drains at each snapshot, so an epoch
-    commits only after its emails left: a crash can repeat a send (the ledger absorbs it)
-    but never lose one.
+    transport (SMTP connections are not shareable), at most `rate_limit` sends a second
+    between them. The dataflow never waits for the ESP otherwise: at a snapshot the sink
+    keeps the emails still in flight (`pending()`, at most queue_size + concurrency) in its
+    state instead of draining, and a resumed run submits them again. So an email is always
+    in the ledger (sent or dead-lettered), in flight in a committed snapshot, or in an epoch
+    that is replayed: a crash can repeat a send (the ledger absorbs it) but never lose one.
     """
 
     def __init__(self, make_transport: Callable[[], Transport], ledger: Ledger,
@@ -190,6 +194,8 @@ class SenderPool:
         self.ledger = _SyncedLedger(ledger)
         self.dead: list[DeadLetter] = []
         self.dead_lock = threading.Lock()
+        self.inflight: dict[str, Email] = {}  # submitted, not yet accepted or dead-lettered
+        self.inflight_lock = threading.Lock()
         limiter = RateLimiter(rate_limit)
         self.deliverers = [
             Deliverer(_RateLimited(make_transport(), limiter), self.ledger,  # type: ignore[arg-type]
@@ -218,16 +224,30 @@ class SenderPool:
                     with self.dead_lock:
                         self.dead.extend(dead)
             finally:
+                if email is not None:
+                    with self.inflight_lock:
+                        self.inflight.pop(email.key, None)
                 self.queue.task_done()
 
     def submit(self, email: Email) -> None:
+        with self.inflight_lock:
+            self.inflight[email.key] = email
         self.queue.put(email)
 
-    def drain(self) -> list[DeadLetter]:
-        self.queue.join()
+    def pending(self) -> list[Email]:
+        """The emails not yet accepted or dead-lettered, in no particular order."""
+        with self.inflight_lock:
+            return list(self.inflight.values())
+
+    def take_dead(self) -> list[DeadLetter]:
         with self.dead_lock:
             dead, self.dead = self.dead, []
         return dead
+
+    def drain(self) -> list[DeadLetter]:
+        """Wait until every submitted email was accepted or dead-lettered (at the end)."""
+        self.queue.join()
+        return self.take_dead()
 
     @property
     def stats(self) -> dict[str, int]:
@@ -261,9 +281,15 @@ class _InlineSender:
     def submit(self, email: Email) -> None:
         self.dead.extend(self.deliverer.deliver([email]))
 
-    def drain(self) -> list[DeadLetter]:
+    def pending(self) -> list[Email]:
+        return []  # every submit returned after the send
+
+    def take_dead(self) -> list[DeadLetter]:
         dead, self.dead = self.dead, []
         return dead
+
+    def drain(self) -> list[DeadLetter]:
+        return self.take_dead()
 
     @property
     def stats(self) -> dict[str, int]:
@@ -286,8 +312,9 @@ def sender_for(config: Config) -> SenderPool | _InlineSender:
                       rate_limit=d.rate_limit)
 
 
-class _DeliveryPartition(StatefulSinkPartition[Email, None]):
-    def __init__(self, config: Config, dead_letters: Path | None) -> None:
+class _DeliveryPartition(StatefulSinkPartition[Email, list[Email]]):
+    def __init__(self, config: Config, dead_letters: Path | None,
+                 resume: list[Email] | None) -> None:
         self.pool = sender_for(config)
         self.dead_path = dead_letters
         self.dead_topic: Any = None
@@ -297,6 +324,8 @@ class _DeliveryPartition(StatefulSinkPartition[Email, None]):
             from delivery.kafka import DeadLetterWriter
 
             self.dead_topic = DeadLetterWriter(config.kafka, config.kafka.dead_letter_topic)
+        for email in resume or ():  # in flight at the snapshot resumed from; the ledger
+            self.pool.submit(email)  # skips those that were accepted before the crash
 
     def write_batch(self, values: list[Email]) -> None:
         submit = self.pool.submit
@@ -311,16 +340,16 @@ class _DeliveryPartition(StatefulSinkPartition[Email, None]):
                 for d in dead:
                     f.write(orjson.dumps(d.to_json()) + b"\n")
 
-    def snapshot(self) -> None:
-        # The epoch commits only once its emails were accepted or dead-lettered; nothing is
-        # kept in the snapshot: the ledger, not the snapshot, is the truth about sends.
-        self._write_dead(self.pool.drain())
+    def snapshot(self) -> list[Email]:
+        # No waiting for the ESP: what is still in flight is kept, and sent again on resume.
+        self._write_dead(self.pool.take_dead())
+        return self.pool.pending()
 
     def close(self) -> None:
         self._write_dead(self.pool.close())
 
 
-class DeliverySink(FixedPartitionedSink[Email, None]):
+class DeliverySink(FixedPartitionedSink[Email, list[Email]]):
     """One partition: the ledger has one writer (RocksDB allows one process)."""
 
     def __init__(self, config: Config, dead_letters: Path | None) -> None:
@@ -333,5 +362,6 @@ class DeliverySink(FixedPartitionedSink[Email, None]):
     def part_fn(self, item_key: str) -> int:
         return 0
 
-    def build_part(self, step_id: str, for_part: str, resume_state: Any) -> _DeliveryPartition:
-        return _DeliveryPartition(self.config, self.dead_letters)
+    def build_part(self, step_id: str, for_part: str,
+                   resume_state: list[Email] | None) -> _DeliveryPartition:
+        return _DeliveryPartition(self.config, self.dead_letters, resume_state)

@@ -228,13 +228,14 @@ def cmd_recovery_init(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from nudge.timefmt import format_duration
     from state.program import compile_program
 
     cfg = _load(args)
     program = compile_program(cfg)
     print(f"config {args.config or '(defaults)'}: ok")
     for j in program.journeys:
-        delays = ", ".join(f"{s.delay // 60_000}m" for s in j.stages)
+        delays = ", ".join(format_duration(s.delay) for s in j.stages)
         print(f"  journey {j.name:<20} entry {cfg.trigger(j.name).entry!r}, stages {delays}")
     for name, rule in program.segments:
         print(f"  segment {name:<20} {rule.text}")

@@ -95,7 +95,7 @@ class FeaturesConfig:
 @dataclass(frozen=True, slots=True)
 class ModelConfig:
     enabled: bool = True
-    learning_rate: float = 0.05
+    learning_rate: float = 0.01  # the intercept's is ten times that
     l2: float = 0.0
     attribution_window: int = parse_duration("3d")  # a send converts if an order follows
     incentive_if: str = "propensity < 0.3"

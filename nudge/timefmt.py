@@ -9,6 +9,8 @@ ISO-8601 happens only at the edges (parse, decision log, templates).
 1790848800250
 >>> parse_duration("1d12h")
 129600000
+>>> [format_duration(parse_duration(x)) for x in ("0m", "90s", "1h", "36h", "7d", "14d")]
+['0m', '90s', '1h', '36h', '7d', '14d']
 """
 
 from __future__ import annotations
@@ -38,6 +40,16 @@ def parse_duration(text: str) -> int:
     if not text or pos != len(text):
         raise ValueError(f"invalid duration {text!r} (use e.g. 30m, 1h, 24h, 7d)")
     return total
+
+
+def format_duration(ms: int) -> str:
+    """ms -> the largest unit that divides it: '2h', '7d', '90s' (the inverse of parsing)."""
+    if ms == 0:
+        return "0m"
+    for unit, size in (("d", DAY), ("h", HOUR), ("m", MINUTE), ("s", SECOND)):
+        if ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
 
 
 def parse_iso(text: str) -> int:

@@ -21,24 +21,31 @@ FAULTS = ("429", "500", "503", "slow", "reset")
 class EspServer:
     """Answers POST /v3/mail/send. `script` gives the answers of the next requests in order
     ("202", "429", "500", "503", "400", "slow", "reset"); after it, faults come at
-    `fault_rate` from a seeded RNG, else 202. Every request body is recorded.
+    `fault_rate` (30% unless told) from a seeded RNG, else 202. Every request body is
+    recorded. `delay` slows every answer down; while `hold` is cleared, requests wait for
+    it (an ESP that stopped answering); `max_in_flight` is the most requests seen at once.
 
     Like ESPs that support an `Idempotency-Key` header, a repeated key is answered 202 and
     not accepted twice; a "slow" answer accepts the message and answers after the client
     has timed out, which is exactly when a client retries something already accepted."""
 
     script: list[str] = field(default_factory=list)
-    fault_rate: float = 0.0
+    fault_rate: float = 0.3
     seed: int = 1
     slow_seconds: float = 2.0
+    delay: float = 0.0
     requests: list[dict[str, Any]] = field(default_factory=list)
     accepted: list[dict[str, Any]] = field(default_factory=list)
     keys: set[str] = field(default_factory=set)
     port: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
         self.lock = threading.Lock()
+        self.hold = threading.Event()
+        self.hold.set()
 
     def next_answer(self) -> str:
         with self.lock:
@@ -60,6 +67,19 @@ def _handler(server: EspServer) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            with server.lock:
+                server.in_flight += 1
+                server.max_in_flight = max(server.max_in_flight, server.in_flight)
+            try:
+                server.hold.wait()
+                if server.delay:
+                    time.sleep(server.delay)
+                self._answer(body)
+            finally:
+                with server.lock:
+                    server.in_flight -= 1
+
+        def _answer(self, body: Any) -> None:
             answer = server.next_answer()
             with server.lock:
                 server.requests.append({"answer": answer, "body": body,

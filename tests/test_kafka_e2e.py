@@ -134,7 +134,7 @@ def test_delivery_dead_letters_go_to_the_dead_letter_topic(broker: Broker, tmp_p
         broker.create_topic(f"{topic}-{suffix}")
     broker.produce(topic, [(b"u", identify("u", 0)), (b"u", add("u", 1)),
                            (b"z", view("z", 200)), (b"x", b"{broken")])
-    with esp_server(script=["400"] * 10) as esp:
+    with esp_server(script=["400"] * 10, fault_rate=0.0) as esp:
         conf = kafka_config(tmp_path, broker, topic, delivery={"transport": "esp"})
         text = conf.read_text() + f'[delivery.esp]\nurl = "{esp.url}"\nmax_attempts = 2\n'
         conf.write_text(text)
