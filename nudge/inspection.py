@@ -44,7 +44,8 @@ def profile(config: Config, customer_id: str, at: int | None = None) -> dict[str
     population = int(shared.get("population", 1))
     model: PropensityModel | None = None
     if program.model.enabled and shared.get("model") is not None:
-        model = PropensityModel(learning_rate=program.model.learning_rate, l2=program.model.l2)
+        model = PropensityModel(learning_rate=program.model.learning_rate, l2=program.model.l2,
+                                prior=program.model.prior)
         model.restore(shared["model"])
     env = Env(program.features, lambda cust: ranks.percentile(cust.engagement, population),
               lambda ctx: model.score(model_inputs(ctx)) if model is not None else 0.0)

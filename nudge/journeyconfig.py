@@ -96,6 +96,7 @@ class FeaturesConfig:
 class ModelConfig:
     enabled: bool = True
     learning_rate: float = 0.01  # the intercept's is ten times that
+    prior: float = 0.1  # the conversion rate expected before any data (the model's start)
     l2: float = 0.0
     attribution_window: int = parse_duration("3d")  # a send converts if an order follows
     incentive_if: str = "propensity < 0.3"
@@ -261,6 +262,7 @@ def parse_model(t: Table) -> ModelConfig:
         enabled=t.get("enabled", bool, d.enabled),
         learning_rate=float(t.get("learning_rate", (int, float), d.learning_rate)),
         l2=float(t.get("l2", (int, float), d.l2)),
+        prior=float(t.get("prior", (int, float), d.prior)),
         attribution_window=t.duration("attribution_window", d.attribution_window),
         incentive_if=t.get("incentive_if", str, d.incentive_if),
         incentive_text=t.get("incentive_text", str, d.incentive_text),
@@ -268,6 +270,8 @@ def parse_model(t: Table) -> ModelConfig:
     )
     if not 0 < cfg.learning_rate <= 1:
         raise ConfigError(t.key("learning_rate"), "must be in (0, 1]")
+    if not 0 < cfg.prior < 1:
+        raise ConfigError(t.key("prior"), f"must be between 0 and 1 (exclusive), got {cfg.prior}")
     if cfg.attribution_window <= 0:
         raise ConfigError(t.key("attribution_window"), "must be positive")
     t.done()

@@ -194,18 +194,23 @@ class PropensityModel:
     """Probability of a purchase from a dict of float features, learned online."""
 
     def __init__(self, learning_rate: float = 0.01, l2: float = 1e-4,
-                 intercept_lr: float | None = None) -> None:
-        # The intercept learns ten times faster than the weights by default: it finds the
-        # base rate within a few dozen examples, while noisy weights would overshoot. On the
-        # benchmark's decisions (67k examples, 16 shards) this gave a progressive log loss of
-        # 0.334 against 0.375 with one rate of 0.05 (base rate alone: 0.389), AUC 0.72.
+                 intercept_lr: float | None = None, prior: float = 0.5) -> None:
+        # The intercept starts at the expected rate (`prior`) and learns ten times faster
+        # than the weights by default: it finds the base rate within a few dozen examples,
+        # while noisy weights would overshoot. Measured on the benchmark's decisions (67k
+        # examples, 16 shards): progressive log loss 0.334 against 0.375 with one rate of
+        # 0.05 (base rate alone: 0.389), AUC 0.72; on the demo's 2.3k, a prior of 0.12 gave
+        # 0.311 against 0.384 without one (base rate alone: 0.324).
+        if not 0 < prior < 1:
+            raise ValueError(f"prior must be between 0 and 1, not {prior}")
         self.pipeline = preprocessing.StandardScaler() | linear_model.LogisticRegression(
             optimizer=optim.SGD(learning_rate), l2=l2,
-            intercept_lr=intercept_lr if intercept_lr is not None else 10 * learning_rate)
+            intercept_lr=intercept_lr if intercept_lr is not None else 10 * learning_rate,
+            intercept_init=math.log(prior / (1 - prior)))
         self.metrics = ProgressiveMetrics()
 
     def score(self, x: dict[str, float]) -> float:
-        """The probability of a purchase; exactly 0.5 before any learning. Learns nothing."""
+        """The probability of a purchase; `prior` before any learning. Learns nothing."""
         return float(self.pipeline.predict_proba_one(x)[True])
 
     def learn(self, x: dict[str, float], y: bool) -> float:

@@ -56,7 +56,7 @@ class Shared:
         self.model: PropensityModel | None = None
         if program.model.enabled:
             self.model = PropensityModel(learning_rate=program.model.learning_rate,
-                                         l2=program.model.l2)
+                                         l2=program.model.l2, prior=program.model.prior)
         self.items: ItemStatsBuilder | None = \
             ItemStatsBuilder(shard) if program.recommendations else None
         self.env = Env(f, self._percentile, self._propensity)

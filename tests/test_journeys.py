@@ -154,9 +154,9 @@ stages = [{ delay = "1h", variants = [
 
 def test_incentive_only_for_low_propensity_customers() -> None:
     low = config("[model]\nincentive_if = 'propensity < 0.9'\n")
-    high = config("[model]\nincentive_if = 'propensity < 0.1'\n")
+    high = config("[model]\nincentive_if = 'propensity < 0.05'\n")
     records = [identify("u", 0), add("u", 1), view("z", 300)]
-    # before any learning every score is 0.5
+    # before any learning every score is the prior, 0.1
     assert run(records, low).decisions[0].incentive is not None
     assert run(records, high).decisions[0].incentive is None
 
