@@ -70,21 +70,32 @@ def _handler(server: EspServer) -> type[BaseHTTPRequestHandler]:
             with server.lock:
                 server.in_flight += 1
                 server.max_in_flight = max(server.max_in_flight, server.in_flight)
+            done = False
+
+            def answered() -> None:
+                # Counted out before the answer leaves: once the client has it, it may send
+                # its next request at once, and that one must not overlap this one.
+                nonlocal done
+                if not done:
+                    done = True
+                    with server.lock:
+                        server.in_flight -= 1
+
             try:
                 server.hold.wait()
                 if server.delay:
                     time.sleep(server.delay)
-                self._answer(body)
+                self._answer(body, answered)
             finally:
-                with server.lock:
-                    server.in_flight -= 1
+                answered()
 
-        def _answer(self, body: Any) -> None:
+        def _answer(self, body: Any, answered: Any) -> None:
             answer = server.next_answer()
             with server.lock:
                 server.requests.append({"answer": answer, "body": body,
                                         "auth": self.headers.get("Authorization")})
             if answer == "reset":
+                answered()
                 self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
                                            b"\x01\x00\x00\x00\x00\x00\x00\x00")
                 self.connection.close()
@@ -101,6 +112,7 @@ def _handler(server: EspServer) -> type[BaseHTTPRequestHandler]:
                         server.accepted.append(body)
             payload = b"" if status == 202 else json.dumps(
                 {"errors": [{"message": f"status {status}"}]}).encode()
+            answered()
             self.send_response(status)
             if status == 429:
                 self.send_header("Retry-After", "1")
