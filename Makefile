@@ -42,3 +42,6 @@ clean:
 
 fuzz: install
 	$(BIN)/python -m tests.fuzz --n 100000
+
+chaos: install
+	$(BIN)/python -m tests.chaos --events 200000 --kills 20

@@ -10,6 +10,7 @@ imports httpx. Responses and httpx errors are translated here into the DeliveryE
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from email.utils import parseaddr, parsedate_to_datetime
 from typing import Any
@@ -19,6 +20,11 @@ import httpx
 from nudge.config import EspConfig
 from nudge.errors import ConfigError, PermanentDeliveryError, TransientDeliveryError
 from nudge.records import Email
+
+# httpx logs every request at INFO: one line per email, thousands a second in a busy
+# hour, and they bury the warnings ops need. Failures reach the log through the
+# DeliveryError tree (flows/deliver.py), with the customer id hashed.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def retry_after(value: str | None, now: float) -> float | None:

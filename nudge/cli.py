@@ -204,7 +204,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = _load(args)
     if args.bounded:
         cfg = _with(cfg, kafka=_with(cfg.kafka, tail=False))
-    flow = build_flow(cfg, source=KafkaEventSource(cfg.kafka, cfg.events))
+    source = KafkaEventSource(cfg.kafka, cfg.events)
+    # List the topic here, before Bytewax does: a broker that stays unreachable (or a missing
+    # topic) is then a SourceError that main() prints as one line, not a Rust panic and a
+    # traceback from inside the dataflow. The source keeps the answer for Bytewax.
+    source.list_parts()
+    flow = build_flow(cfg, source=source)
     addresses = args.addresses.split(";") if args.addresses else None
     _run(flow, workers=args.workers, process_id=args.process_id, addresses=addresses,
          config=cfg)

@@ -13,9 +13,15 @@ under-report). A heartbeat is sent only when the last fetch came back empty *and
 partition is at EOF, so during catch-up the watermark comes from the data alone.
 
 Broker trouble: transient errors (broker down, transport failures) are retried by
-librdkafka; this source logs a warning naming the brokers, topic and partition when an
-outage starts and again every 30 s while it lasts, and keeps polling. The flow neither
-crashes nor stalls silently. Fatal errors (unknown topic, authorization) raise SourceError.
+librdkafka, which reports them through its error callback (not as messages); this source
+logs a warning naming the brokers, topic and partition when an outage starts and again
+every 30 s while it lasts, and keeps polling. While it lasts the partition is not caught
+up: no heartbeats, so event time does not run ahead of records the broker may hold. A seek
+to the next offset restarts the fetch, so the first answer after the outage (records, or
+EOF on a quiet partition) ends it: "reading again" is logged and heartbeats resume. The
+flow neither crashes nor stalls silently. Fatal errors (unknown topic, authorization)
+raise SourceError. librdkafka's own log lines go through Python logging
+(`sources.kafka.librdkafka`), its per-reconnect connection failures at DEBUG.
 """
 
 from __future__ import annotations
@@ -48,8 +54,25 @@ _FATAL = {
 OUTAGE_LOG_EVERY_S = 30.0
 
 
+class _LibrdkafkaLog:
+    """librdkafka's log lines into Python logging. A failed (re)connect is logged by
+    librdkafka at error level on every attempt, many a second; Nudge reports an outage
+    itself (once, then every 30 s), so those facilities go to DEBUG."""
+
+    QUIET = frozenset({"FAIL", "REQTMOUT"})
+
+    def __init__(self) -> None:
+        self._log = logging.getLogger(__name__ + ".librdkafka")
+
+    def log(self, level: int, fmt: str, *args: Any) -> None:
+        if args and args[0] in self.QUIET:
+            level = logging.DEBUG
+        self._log.log(level, fmt, *args)
+
+
 def _client_config(config: KafkaConfig) -> dict[str, Any]:
-    conf: dict[str, Any] = {"bootstrap.servers": ",".join(config.brokers)}
+    conf: dict[str, Any] = {"bootstrap.servers": ",".join(config.brokers),
+                            "logger": _LibrdkafkaLog()}
     conf.update(dict(config.client_config))
     return conf
 
@@ -73,7 +96,10 @@ def list_partitions(config: KafkaConfig, *, attempts: int = 5,
                     topic.error.code() in _FATAL:
                 break
         except KafkaException as exc:
-            last = str(exc.args[0] if exc.args else exc)
+            err = exc.args[0] if exc.args else exc
+            last = err.str() if isinstance(err, KafkaError) else str(err)
+        if attempt == attempts - 1:
+            break
         delay = min(8.0, 0.5 * 2**attempt)
         log.warning("Kafka brokers %s: cannot list topic %r (%s); retrying in %.1f s",
                     ",".join(config.brokers), name, last, delay)
@@ -87,16 +113,6 @@ class _KafkaPartition(StatefulSourcePartition[Item, int]):
     def __init__(self, config: KafkaConfig, events: EventsConfig, partition: int,
                  n_parts: int, resume: int | None, tail: bool,
                  clock: Callable[[], float]) -> None:
-        conf = _client_config(config)
-        conf.update({
-            "group.id": "nudge-unused",  # required by librdkafka; assign() never joins it
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "auto.offset.reset": "earliest",
-        })
-        self._consumer = Consumer(conf)
-        self._offset = OFFSET_BEGINNING if resume is None else resume
-        self._consumer.assign([TopicPartition(config.topic, partition, self._offset)])
         self._topic = config.topic
         self._brokers = ",".join(config.brokers)
         self._partition = partition
@@ -113,17 +129,39 @@ class _KafkaPartition(StatefulSourcePartition[Item, int]):
         self._done = False
         self._outage_since: float | None = None
         self._outage_logged = 0.0
+        self._outage_began = False  # since the last next_batch
+        self._need_seek = False
+        self._fatal: KafkaError | None = None
+        conf = _client_config(config)
+        conf.update({
+            "group.id": "nudge-unused",  # required by librdkafka; assign() never joins it
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+            "error_cb": self._on_error,  # served inside consume(), in this thread
+        })
+        self._consumer = Consumer(conf)
+        self._offset = OFFSET_BEGINNING if resume is None else resume
+        self._consumer.assign([TopicPartition(config.topic, partition, self._offset)])
 
     def _chunk(self, records: list[tuple[int, bytes]], *, heartbeat: int | None = None,
                final: bool = False) -> list[Item]:
         return [(self._key, RawChunk(self._key, self._n_parts, self._topic, self._partition,
                                      records, heartbeat, final))]
 
+    def _on_error(self, err: KafkaError) -> None:
+        """librdkafka's error callback: broker down, transport failures (client-wide)."""
+        if err.fatal() or err.code() in _FATAL:
+            self._fatal = self._fatal or err
+        else:
+            self._transient(err)
+
     def _transient(self, err: KafkaError) -> None:
         now = self._clock()
         if self._outage_since is None:
             self._outage_since = now
             self._outage_logged = now
+            self._outage_began = True
             log.warning("Kafka %s topic %s partition %d: %s; retrying (librdkafka backoff)",
                         self._brokers, self._topic, self._partition, err.str())
         elif now - self._outage_logged >= OUTAGE_LOG_EVERY_S:
@@ -145,19 +183,38 @@ class _KafkaPartition(StatefulSourcePartition[Item, int]):
                     eof = True
                     continue
                 if err.fatal() or err.code() in _FATAL:
-                    raise SourceError(f"kafka topic {self._topic} partition {self._partition} "
-                                      f"on {self._brokers}: {err.str()}")
+                    self._fatal = self._fatal or err
+                    continue
                 self._transient(err)
                 continue
             offset = msg.offset() or 0
             records.append((offset, msg.value() or b""))
             self._offset = offset + 1
+        if self._fatal is not None:
+            raise SourceError(f"kafka topic {self._topic} partition {self._partition} "
+                              f"on {self._brokers}: {self._fatal.str()}")
+        if self._outage_began:
+            # Not caught up while the broker is away (an EOF in this batch predates it).
+            self._outage_began = False
+            self._at_eof = eof = False
+            self._need_seek = True
+        elif self._outage_since is not None and (records or eof):
+            log.info("Kafka %s topic %s partition %d: reading again after %.0f s",
+                     self._brokers, self._topic, self._partition,
+                     self._clock() - self._outage_since)
+            self._outage_since = None
+        if self._need_seek:
+            # Restart the fetch at the next offset (after every record returned so far):
+            # librdkafka sends no second EOF at an unchanged end, so without this a quiet
+            # partition would never be caught up again after the outage.
+            try:
+                self._consumer.seek(TopicPartition(self._topic, self._partition,
+                                                   self._offset))
+                self._need_seek = False
+            except KafkaException as exc:
+                log.debug("Kafka topic %s partition %d: seek to %d failed (%s); will retry",
+                          self._topic, self._partition, self._offset, exc)
         if records:
-            if self._outage_since is not None:
-                log.info("Kafka %s topic %s partition %d: reading again after %.0f s",
-                         self._brokers, self._topic, self._partition,
-                         self._clock() - self._outage_since)
-                self._outage_since = None
             # librdkafka reports EOF again each time it reaches the end after new records
             self._at_eof = eof
             self._idle = False

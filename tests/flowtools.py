@@ -89,3 +89,26 @@ def crashing_flow(config_path: str, crash_after: int, *files: str) -> Dataflow:
 def small_batch_flow(config_path: str, *files: str) -> Dataflow:
     cfg = config_mod.load(config_path)
     return build_flow(cfg, source=JsonlSource(list(files), batch_size=25))
+
+
+class _ResumeLoggingSource(JsonlSource):
+    """A JsonlSource that appends one JSON line per partition it opens to `log`:
+    {"part": key, "resume": [byte offset, next line] or null, "pid": process id}."""
+
+    def __init__(self, paths: list[str], batch_size: int, log: str) -> None:
+        super().__init__(paths, batch_size)
+        self.log = Path(log)
+
+    def build_part(self, step_id, for_part, resume_state):  # type: ignore[no-untyped-def]
+        import json
+
+        with self.log.open("a") as f:
+            f.write(json.dumps({"part": for_part, "resume": resume_state,
+                                "pid": os.getpid()}) + "\n")
+        return super().build_part(step_id, for_part, resume_state)
+
+
+def resume_logging_flow(config_path: str, log_path: str, *files: str) -> Dataflow:
+    """small_batch_flow, logging the resume state each source partition starts from."""
+    cfg = config_mod.load(config_path)
+    return build_flow(cfg, source=_ResumeLoggingSource(list(files), 25, log_path))

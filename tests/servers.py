@@ -37,6 +37,8 @@ class EspServer:
     requests: list[dict[str, Any]] = field(default_factory=list)
     accepted: list[dict[str, Any]] = field(default_factory=list)
     keys: set[str] = field(default_factory=set)
+    by_key: dict[str, Any] = field(default_factory=dict)  # Idempotency-Key -> accepted body
+    repeats: int = 0  # 202s for a key already accepted: copies the key kept from going out
     port: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
@@ -110,6 +112,9 @@ def _handler(server: EspServer) -> type[BaseHTTPRequestHandler]:
                     if key not in server.keys:
                         server.keys.add(key)
                         server.accepted.append(body)
+                        server.by_key[str(key)] = body
+                    else:
+                        server.repeats += 1
             payload = b"" if status == 202 else json.dumps(
                 {"errors": [{"message": f"status {status}"}]}).encode()
             answered()
