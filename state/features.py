@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nudge.journeyconfig import FeaturesConfig
+from nudge.records import Kind
 from nudge.timefmt import DAY, HOUR
 from state.customer import (
     ADDS,
@@ -99,6 +100,8 @@ class Feature:
     changes: Callable[[Context], int | None] = lambda ctx: None
     # clock features: when the value reaches `value` (monotone: rising or falling), or None
     crossing: Callable[[Context, float], int | None] | None = None
+    # static features: the event kinds whose facts can change the value (None: any kind)
+    changed_by: frozenset[int] | None = None
 
 
 FEATURES: dict[str, Feature] = {}
@@ -107,17 +110,43 @@ FEATURES: dict[str, Feature] = {}
 CATEGORY_FUNCTIONS: dict[str, tuple[str, int, bool]] = {}
 
 
-def _static(name: str, doc: str, fn: Callable[[Customer], Any]) -> None:
-    FEATURES[name] = Feature(name, "static", lambda ctx: fn(ctx.c), doc)
+def _static(name: str, doc: str, fn: Callable[[Customer], Any],
+            changed_by: frozenset[int]) -> None:
+    FEATURES[name] = Feature(name, "static", lambda ctx: fn(ctx.c), doc, changed_by=changed_by)
 
 
-_static("cart_value", "value of the cart", cart_value)
-_static("cart_items", "items in the cart (quantities summed)", cart_items)
-_static("has_email", "an email address is known", lambda c: bool(c.email))
-_static("consent", "marketing consent given and not withdrawn", lambda c: c.consent is True)
-_static("orders_total", "orders ever", lambda c: c.orders)
-_static("spend_total", "spend ever", lambda c: c.spend)
-_static("aov", "average order value", lambda c: round(c.spend / c.orders, 2) if c.orders else 0.0)
+# Which kinds change them: what state/customer.py:apply_facts writes for each kind.
+_CART = frozenset({Kind.PRODUCT_ADDED, Kind.PRODUCT_REMOVED, Kind.ORDER_COMPLETED})
+_ORDER = frozenset({Kind.ORDER_COMPLETED})
+_PROFILE = frozenset({Kind.IDENTIFY})
+_CONSENT = frozenset({Kind.IDENTIFY, Kind.UNSUBSCRIBED})
+_static("cart_value", "value of the cart", cart_value, _CART)
+_static("cart_items", "items in the cart (quantities summed)", cart_items, _CART)
+_static("has_email", "an email address is known", lambda c: bool(c.email), _PROFILE)
+_static("consent", "marketing consent given and not withdrawn",
+        lambda c: c.consent is True, _CONSENT)
+_static("orders_total", "orders ever", lambda c: c.orders, _ORDER)
+_static("spend_total", "spend ever", lambda c: c.spend, _ORDER)
+_static("aov", "average order value",
+        lambda c: round(c.spend / c.orders, 2) if c.orders else 0.0, _ORDER)
+
+
+def changed_by(names: frozenset[str]) -> frozenset[int] | None:
+    """The event kinds that can change any of these features, or None when time or any
+    event may (a window, a clock, the population, a name this table does not know).
+
+    >>> sorted(changed_by(frozenset({"cart_items", "consent"})))
+    [2, 3, 6, 7, 8]
+    >>> changed_by(frozenset({"cart_items", "views_7d"})) is None
+    True
+    """
+    kinds: set[int] = set()
+    for name in names:
+        feature = FEATURES.get(name)
+        if feature is None or feature.changed_by is None:
+            return None
+        kinds |= feature.changed_by
+    return frozenset(kinds)
 
 
 # -- windowed counts --------------------------------------------------------------------

@@ -97,6 +97,8 @@ def on_event(c: Customer, ev: Event, env: Env, program: Program) -> bool:
                 _open(c, j, ts)
                 moved = True
     for j in program.with_exit_if:
+        if j.exit_if_kinds is not None and kind not in j.exit_if_kinds:
+            continue  # nothing it reads has changed since it was last found false
         st = c.journeys.get(j.name)
         if st is not None and st[OPEN]:
             if ctx is None:

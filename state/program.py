@@ -21,6 +21,7 @@ from nudge.config import CapsConfig, Config, QuietHoursConfig
 from nudge.errors import ConfigError
 from nudge.journeyconfig import FeaturesConfig, ModelConfig, StageConfig, TriggerConfig
 from nudge.records import TRACK_NAMES, Kind
+from state.features import changed_by
 from state.rules import Rule, compile_rule
 
 EVENT_KINDS = {**TRACK_NAMES, "identify": Kind.IDENTIFY}
@@ -36,6 +37,9 @@ class Journey:
     restart_kinds: frozenset[int]
     exit_kinds: frozenset[int]
     exit_if: Rule | None
+    # the kinds after which exit_if may have turned true (None: after any event): it reads
+    # only features that other kinds leave as they were, and it was checked at the opening
+    exit_if_kinds: frozenset[int] | None
     reentry: str
     cooldown: int
     stages: tuple[StageConfig, ...]
@@ -76,15 +80,25 @@ def _journey(t: TriggerConfig, segments: set[str]) -> Journey:
     if segment is not None and segment not in segments:
         raise ConfigError(f"{where}.entry", f"segment {segment!r} is not defined "
                                             f"(add [segments.{segment}] with a rule)")
+    entry_kind = None if segment is not None else _kind(t.entry, f"{where}.entry")
+    exit_if = compile_rule(t.exit_if, f"{where}.exit_if") if t.exit_if else None
+    exit_if_kinds = None
+    # Only for event entries: the opening event's own check (journeys.on_event) is then
+    # the first; a segment entry opens in advance(), with no check until the next event.
+    if exit_if is not None and entry_kind is not None:
+        kinds = changed_by(exit_if.features)
+        if kinds is not None:
+            exit_if_kinds = kinds | {entry_kind}
     return Journey(
         name=t.name,
-        entry_kind=None if segment is not None else _kind(t.entry, f"{where}.entry"),
+        entry_kind=entry_kind,
         entry_segment=segment,
         where=compile_rule(t.where, f"{where}.where", event_fields=True) if t.where else None,
         min_entries=t.min_entries,
         restart_kinds=frozenset(_kind(n, f"{where}.restart_on") for n in t.restart_on),
         exit_kinds=frozenset(_kind(n, f"{where}.exit_on") for n in t.exit_on),
-        exit_if=compile_rule(t.exit_if, f"{where}.exit_if") if t.exit_if else None,
+        exit_if=exit_if,
+        exit_if_kinds=exit_if_kinds,
         reentry=t.reentry,
         cooldown=t.cooldown,
         stages=t.stages,

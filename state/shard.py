@@ -39,6 +39,7 @@ from state.transitions import Shared, advance, apply, wake
 SNAPSHOT_FORMAT = 4
 # The order events run in: see the module docstring and nudge.records.Event.
 EVENT_ORDER = attrgetter("ts", "customer_id", "offset", "part")
+_TS = attrgetter("ts")
 FOREVER = 2**62
 
 
@@ -103,7 +104,7 @@ class Shard:
 
     def _ready(self, wm: int, final: bool) -> list[Event]:
         pending = self.pending
-        if final or (pending and max(pending, key=_ts).ts < wm):
+        if final or (pending and max(map(_TS, pending)) < wm):
             self.pending = []
             return pending
         ready = [ev for ev in pending if ev.ts < wm]
@@ -118,7 +119,8 @@ class Shard:
         timers = self.timers
         shared = self.shared
         duplicate = self.seen.is_duplicate
-        customer = self.store.get_or_create
+        store = self.store
+        hot, dirty = store.hot.get, store.dirty.add
         n = dups = 0
         for ev in ready:
             if timers and timers[0][0] < ev.ts:
@@ -128,7 +130,11 @@ class Shard:
                 continue
             n += 1
             cid = ev.customer_id
-            c = customer(cid)
+            c = hot(cid)  # the usual case inline: a record in use (store.get_or_create)
+            if c is None:
+                c = store.get_or_create(cid)
+            else:
+                dirty(cid)
             if apply(c, cid, ev, shared):
                 w = wake(c)
                 if w != c.wake and w:
@@ -255,6 +261,3 @@ class Shard:
         self._number(self.shard)
         self.unpublished = list(snap["unpublished"])
 
-
-def _ts(ev: Event) -> int:
-    return ev.ts

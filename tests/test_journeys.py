@@ -202,3 +202,39 @@ template = "cart_abandonment"
 """)
     p = run([identify("u", 0), track("Checkout Started", "u", 1), view("z", 200)], cfg)
     assert decisions(p) == [("u", "checkout_rescue", 1, 1, 31, "sent", None)]
+
+
+def test_exit_if_checked_by_kind_decides_as_checking_after_every_event() -> None:
+    # exit_if is skipped after events that cannot change what it reads (state/program.py,
+    # exit_if_kinds); over the sample's shoppers that must change nothing at all.
+    import dataclasses
+    import itertools
+
+    from nudge import sample
+    from state.shard import Shard
+
+    cfg = config("""[triggers.checkout_rescue]
+enabled = true
+entry = "Checkout Started"
+exit_on = ["Order Completed"]
+exit_if = "cart_items == 0 or not consent or cart_value < 30"
+stages = ["1m", "3h"]
+template = "cart_abandonment"
+[triggers.browse_abandonment]
+enabled = true
+exit_if = "views_7d > 40"
+""", shards=3)
+    records = list(itertools.islice(sample.iter_events(customers=1500, days=5, seed=3), 20000))
+    filtered = run(records, cfg)
+    assert {j.name: j.exit_if_kinds is not None for j in filtered.program.with_exit_if} == {
+        "cart_abandonment": True, "checkout_rescue": True, "browse_abandonment": False}
+
+    every = Pipeline(cfg)
+    program = dataclasses.replace(every.program, with_exit_if=tuple(
+        dataclasses.replace(j, exit_if_kinds=None) for j in every.program.with_exit_if))
+    every.shards = [Shard(i, program) for i in range(cfg.shards)]
+    every.feed(records)
+    every.end()
+    assert decisions(filtered, "checkout_rescue")  # the journey fired at all
+    assert decisions(filtered) == decisions(every)
+    assert filtered.segments == every.segments and filtered.outcomes == every.outcomes
