@@ -17,6 +17,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from nudge.config import Config, KafkaConfig
 from nudge.errors import PermanentDeliveryError, TransientDeliveryError
 from nudge.records import DeadLetter, Email
+from sources.kafka import LibrdkafkaLog
 
 
 class KafkaProducerClient:
@@ -26,6 +27,7 @@ class KafkaProducerClient:
             "acks": "all",
             "enable.idempotence": True,
             "linger.ms": 5,
+            "logger": LibrdkafkaLog(),  # its lines through Python logging, as the source's
         }
         conf.update(dict(config.client_config))
         self._producer = Producer(conf)

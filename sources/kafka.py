@@ -54,7 +54,7 @@ _FATAL = {
 OUTAGE_LOG_EVERY_S = 30.0
 
 
-class _LibrdkafkaLog:
+class LibrdkafkaLog:
     """librdkafka's log lines into Python logging. A failed (re)connect is logged by
     librdkafka at error level on every attempt, many a second; Nudge reports an outage
     itself (once, then every 30 s), so those facilities go to DEBUG."""
@@ -72,7 +72,7 @@ class _LibrdkafkaLog:
 
 def _client_config(config: KafkaConfig) -> dict[str, Any]:
     conf: dict[str, Any] = {"bootstrap.servers": ",".join(config.brokers),
-                            "logger": _LibrdkafkaLog()}
+                            "logger": LibrdkafkaLog()}
     conf.update(dict(config.client_config))
     return conf
 

@@ -1,5 +1,5 @@
 """Broker trouble, as a user meets it: the broker unreachable at start, or gone for a while
-in the middle of a live run (README "Running on Kafka").
+in the middle of a live run (README, "Reliability").
 
 Mid-run outages go through a loopback TCP proxy (tests/netfault.py) in front of a tansu
 broker of this module's own: tansu keeps its data in memory, so restarting it would lose
