@@ -133,43 +133,12 @@ def _count(counters: dict[str, list[Any]], key: str, bucket: int, amount: float,
         bump(series, bucket, amount, keep)
 
 
-_KEYS_LIMIT = 4096  # distinct categories cached; the cache starts over past it (input decides)
-_VIEW_KEYS: dict[str, tuple[str, str]] = {}
-_ADD_KEYS: dict[str, tuple[str, str]] = {}
-
-
-def _keys(cache: dict[str, tuple[str, str]], day: str, hour: str,
-          category: str) -> tuple[str, str]:
-    """The day and hour counter keys of a category, built once: two string concatenations
-    per view or add otherwise."""
-    keys = cache.get(category)
-    if keys is None:
-        if len(cache) >= _KEYS_LIMIT:
-            cache.clear()
-        keys = cache[category] = (day + category, hour + category)
-    return keys
-
-
-def _count_category(c: Customer, keys: tuple[str, str], ts: int) -> None:
+def _count_category(c: Customer, day_key: str, hour_key: str, ts: int) -> None:
     counters = c.counters
-    day_key, hour_key = keys
     if day_key not in counters and len(counters) >= 4 * MAX_CATEGORIES:
         _forget_stalest(c, day_key[:day_key.index(":") + 1])
-    # _count() inline: this runs for every view and add
-    series = counters.get(day_key)
-    if series is None:
-        counters[day_key] = [ts // DAY, 1]
-    elif series[-2] == ts // DAY:
-        series[-1] += 1
-    else:
-        bump(series, ts // DAY, 1, 30)
-    series = counters.get(hour_key)
-    if series is None:
-        counters[hour_key] = [ts // HOUR, 1]
-    elif series[-2] == ts // HOUR:
-        series[-1] += 1
-    else:
-        bump(series, ts // HOUR, 1, 24)
+    _count(counters, day_key, ts // DAY, 1, 30)
+    _count(counters, hour_key, ts // HOUR, 1, 24)
 
 
 def _forget_stalest(c: Customer, prefix: str) -> None:
@@ -202,8 +171,7 @@ def apply_facts(c: Customer, ev: Event) -> None:
     kind = ev.kind
     if kind == 1:  # Kind.PRODUCT_VIEWED, the most frequent, tested first without a lookup
         p = ev.products[0]
-        keys = _VIEW_KEYS.get(p.category) or _keys(_VIEW_KEYS, VIEWS, VIEWS_H, p.category)
-        _count_category(c, keys, ts)
+        _count_category(c, VIEWS + p.category, VIEWS_H + p.category, ts)
         _remember(c.recent, p.product_id, MAX_RECENT)
         c.session = min(c.session + 1, len(c.recent))
         c.last_view = ts
@@ -215,7 +183,7 @@ def apply_facts(c: Customer, ev: Event) -> None:
             line[1] = p.price
         elif len(c.cart) < MAX_CART_LINES:
             c.cart[p.product_id] = [p.name, p.price, p.quantity, p.category, p.image_url, p.url]
-        _count_category(c, _keys(_ADD_KEYS, ADDS, ADDS_H, p.category), ts)
+        _count_category(c, ADDS + p.category, ADDS_H + p.category, ts)
     elif kind == Kind.PRODUCT_REMOVED:
         p = ev.products[0]
         line = c.cart.get(p.product_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import zlib
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,17 @@ def write_partitions(records: list[tuple[str, bytes]], directory: Path, parts: i
     for f in files:
         f.close()
     return paths
+
+
+def cluster_addresses(n: int) -> str:
+    """`-a` for a Bytewax cluster of `n` processes on free loopback ports."""
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ";".join(f"127.0.0.1:{p}" for p in ports)
 
 
 def write_config(path: Path, out: Path, *, shards: int = 8,

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from datetime import timedelta
@@ -20,7 +19,7 @@ from flows.dataflow import build_flow
 from flows.sinks import decision_json
 from nudge import config as config_mod
 from sources.files import JsonlSource
-from tests.flowtools import write_config, write_partitions
+from tests.flowtools import cluster_addresses, write_config, write_partitions
 from tests.harness import Pipeline
 from tests.test_determinism import shoppers
 
@@ -89,16 +88,6 @@ def test_a_second_run_with_the_same_ledger_sends_nothing(dataset, tmp_path: Path
     assert lines(tmp_path / "decisions.jsonl") == expected
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def _bytewax_run(flow_expr: str, *args: str) -> subprocess.Popen[bytes]:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.Popen([sys.executable, "-m", "bytewax.run", flow_expr, *args],
@@ -111,7 +100,7 @@ def test_two_processes_give_the_same_decisions(dataset, tmp_path: Path) -> None:
     conf = write_config(tmp_path / "nudge.toml", tmp_path)
     expr = f"tests.flowtools:small_batch_flow({str(conf)!r}, " + \
         ", ".join(repr(str(f)) for f in files) + ")"
-    addresses = ";".join(f"127.0.0.1:{p}" for p in _free_ports(2))
+    addresses = cluster_addresses(2)
     procs = [_bytewax_run(expr, "-i", str(i), "-a", addresses) for i in range(2)]
     for p in procs:
         out, _ = p.communicate(timeout=300)

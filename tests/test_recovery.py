@@ -14,7 +14,6 @@ resume epoch that grows (the `exs` table of the recovery partitions, Bytewax 0.2
 from __future__ import annotations
 
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from bytewax.recovery import init_db_dir
 from flows.sinks import decision_json
 from nudge import config as config_mod
 from state.ledger import Ledger
-from tests.flowtools import write_config, write_partitions
+from tests.flowtools import cluster_addresses, write_config, write_partitions
 from tests.harness import Pipeline
 from tests.test_determinism import shoppers
 
@@ -54,16 +53,6 @@ def lines(path: Path) -> list[str]:
 
 def emails(out: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted((out / "outbox").glob("*.eml"))}
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 class Procs:
@@ -245,7 +234,7 @@ def final_threads(procs: Procs, chaos: Chaos, workers: int) -> None:
 def crash_cluster(procs: Procs, chaos: Chaos, crash_after: int) -> None:
     """A 2-process cluster whose process 0 SIGKILLs itself; process 1 then exits too (or is
     killed here after SURVIVOR_TIMEOUT). Both are gone before this returns."""
-    addresses = ";".join(f"127.0.0.1:{p}" for p in _free_ports(2))
+    addresses = cluster_addresses(2)
     crasher = procs.start(chaos.crashing(crash_after), *chaos.recovery,
                           "-i", "0", "-a", addresses)
     survivor = procs.start(chaos.plain(), *chaos.recovery, "-i", "1", "-a", addresses)
@@ -263,7 +252,7 @@ def crash_cluster(procs: Procs, chaos: Chaos, crash_after: int) -> None:
 
 
 def final_cluster(procs: Procs, chaos: Chaos) -> None:
-    addresses = ";".join(f"127.0.0.1:{p}" for p in _free_ports(2))
+    addresses = cluster_addresses(2)
     cluster = [procs.start(chaos.logging(), *chaos.recovery, "-i", str(i), "-a", addresses)
                for i in range(2)]
     for i, p in enumerate(cluster):
