@@ -21,8 +21,9 @@ from nudge import config as config_mod
 from nudge import sample
 from nudge.cli import DEMO_CONFIG
 from sources.files import JsonlSource
+from tests.flowtools import cluster_addresses
 from tests.harness import Pipeline
-from tests.test_flow import _bytewax_run, _free_ports, lines
+from tests.test_flow import _bytewax_run, lines
 
 PARTS = 3
 
@@ -132,7 +133,7 @@ def test_two_processes_same_outputs_and_emails(dataset, tmp_path: Path) -> None:
     conf = demo_config(out / "nudge.toml", out)
     expr = f"tests.flowtools:small_batch_flow({str(conf)!r}, " + \
         ", ".join(repr(str(f)) for f in files) + ")"
-    addresses = ";".join(f"127.0.0.1:{p}" for p in _free_ports(2))
+    addresses = cluster_addresses(2)
     procs = [_bytewax_run(expr, "-i", str(i), "-a", addresses) for i in range(2)]
     for p in procs:
         output, _ = p.communicate(timeout=300)
