@@ -59,29 +59,35 @@ class Deliverer:
                 permanent = isinstance(exc, PermanentDeliveryError)
                 attempts = 1 if permanent else self.policy.max_attempts
                 self.stats["attempts"] += attempts
-                reason = "permanent_failure" if permanent else "retries_exhausted"
-                detail = f"{self.transport.name}: {exc}"
-                if exc.status is not None:
-                    detail += f" (status {exc.status})"
-                if exc.response:
-                    detail += f": {exc.response[:2048]}"
-                self.ledger.record(email.key, outcome="dead_lettered",
-                                   transport=self.transport.name, receipt=reason,
-                                   attempts=attempts)
                 self.stats["dead_lettered"] += 1
-                metrics.DEAD_LETTERS.labels("deliver", reason).inc()
-                log.warning("send to customer %s (%s stage %d) dead-lettered: %s",
-                            log_id(email.customer_id), email.trigger, email.stage, reason)
-                dead.append(DeadLetter("deliver", reason, detail, None, orjson.dumps({
-                    "key": email.key, "customer": log_id(email.customer_id),
-                    "trigger": email.trigger, "episode": email.episode, "stage": email.stage,
-                    "due": email.due})))
+                dead.append(dead_letter(self.ledger, self.transport.name, email, exc, attempts))
                 continue
             self.stats["attempts"] += attempts
             self.ledger.record(email.key, outcome="sent", transport=self.transport.name,
                                receipt=receipt, attempts=attempts)
             self.stats["sent"] += 1
         return dead
+
+
+def dead_letter(ledger: Any, transport: str, email: Email, exc: DeliveryError,
+                attempts: int) -> DeadLetter:
+    """Record a final failure in the ledger (a resume does not retry it forever) and make
+    its dead letter, with the last error and the response."""
+    reason = "permanent_failure" if isinstance(exc, PermanentDeliveryError) \
+        else "retries_exhausted"
+    detail = f"{transport}: {exc}"
+    if exc.status is not None:
+        detail += f" (status {exc.status})"
+    if exc.response:
+        detail += f": {exc.response[:2048]}"
+    ledger.record(email.key, outcome="dead_lettered", transport=transport, receipt=reason,
+                  attempts=attempts)
+    metrics.DEAD_LETTERS.labels("deliver", reason).inc()
+    log.warning("send to customer %s (%s stage %d) dead-lettered: %s",
+                log_id(email.customer_id), email.trigger, email.stage, reason)
+    return DeadLetter("deliver", reason, detail, None, orjson.dumps({
+        "key": email.key, "customer": log_id(email.customer_id), "trigger": email.trigger,
+        "episode": email.episode, "stage": email.stage, "due": email.due}))
 
 
 def build_transport(config: Config) -> Transport:
@@ -302,11 +308,20 @@ class _InlineSender:
         return dead
 
 
-def sender_for(config: Config) -> SenderPool | _InlineSender:
+def sender_for(config: Config) -> Any:
+    """The outbox sends inline, Kafka pipelined (flows/pipelined.py), ESP and SMTP from a
+    pool of sender threads."""
     d = config.delivery
     ledger = Ledger(d.ledger_dir)
     if d.transport == "outbox":
         return _InlineSender(build_transport(config), ledger, retry_policy(config))
+    if d.transport == "kafka":
+        from flows.pipelined import PipelinedSender
+
+        from delivery.kafka import KafkaTransport
+
+        return PipelinedSender(KafkaTransport(config), ledger, retry_policy(config),
+                               RateLimiter(d.rate_limit))
     return SenderPool(partial(build_transport, config), ledger, retry_policy(config),
                       concurrency=d.concurrency, queue_size=d.queue_size,
                       rate_limit=d.rate_limit)

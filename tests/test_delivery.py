@@ -292,3 +292,14 @@ def test_a_stalled_esp_never_blocks_the_snapshot_and_nothing_is_lost(
         second.close()
         assert len(esp.requests) == requests  # all in the ledger: nothing sent again
         assert len(esp.accepted) == 10
+
+
+@pytest.mark.parametrize("to, addr_spec", [
+    ("ann.lee+cart@mail.example.com", "ann.lee+cart@mail.example.com"),  # the fast path
+    ("Ann Lee <ann@example.com>", "ann@example.com"),
+    ('"Lee, Ann" <ann@example.com>', "ann@example.com"),
+    ("Ännä <anna@example.com>", "anna@example.com"),
+])
+def test_recipient_forms_parse_back_to_the_address(to: str, addr_spec: str) -> None:
+    msg = BytesParser(policy=policy.strict).parsebytes(to_bytes(dataclasses.replace(_BASE, to=to)))
+    assert msg["To"].addresses[0].addr_spec == addr_spec
