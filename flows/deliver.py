@@ -316,9 +316,8 @@ def sender_for(config: Config) -> Any:
     if d.transport == "outbox":
         return _InlineSender(build_transport(config), ledger, retry_policy(config))
     if d.transport == "kafka":
-        from flows.pipelined import PipelinedSender
-
         from delivery.kafka import KafkaTransport
+        from flows.pipelined import PipelinedSender
 
         return PipelinedSender(KafkaTransport(config), ledger, retry_policy(config),
                                RateLimiter(d.rate_limit))

@@ -133,12 +133,39 @@ def _count(counters: dict[str, list[Any]], key: str, bucket: int, amount: float,
         bump(series, bucket, amount, keep)
 
 
+_KEYS: dict[str, tuple[str, str, str, str]] = {}
+
+
+def _keys(category: str) -> tuple[str, str, str, str]:
+    """(views per day, per hour, adds per day, per hour) series keys of a category: made
+    once per category, so the hot path builds no strings and hashes no new ones."""
+    keys = _KEYS.get(category)
+    if keys is None:
+        keys = (VIEWS + category, VIEWS_H + category, ADDS + category, ADDS_H + category)
+        if len(_KEYS) < 100_000:  # a catalogue's categories; a flood of new ones is not kept
+            _KEYS[category] = keys
+    return keys
+
+
 def _count_category(c: Customer, day_key: str, hour_key: str, ts: int) -> None:
     counters = c.counters
-    if day_key not in counters and len(counters) >= 4 * MAX_CATEGORIES:
-        _forget_stalest(c, day_key[:day_key.index(":") + 1])
-    _count(counters, day_key, ts // DAY, 1, 30)
-    _count(counters, hour_key, ts // HOUR, 1, 24)
+    day, hour = ts // DAY, ts // HOUR
+    series = counters.get(day_key)
+    if series is None:
+        if len(counters) >= 4 * MAX_CATEGORIES:
+            _forget_stalest(c, day_key[:day_key.index(":") + 1])
+        counters[day_key] = [day, 1]
+    elif series[-2] == day:  # the common case, inline (as in _count)
+        series[-1] += 1
+    else:
+        bump(series, day, 1, 30)
+    series = counters.get(hour_key)
+    if series is None:
+        counters[hour_key] = [hour, 1]
+    elif series[-2] == hour:
+        series[-1] += 1
+    else:
+        bump(series, hour, 1, 24)
 
 
 def _forget_stalest(c: Customer, prefix: str) -> None:
@@ -171,9 +198,12 @@ def apply_facts(c: Customer, ev: Event) -> None:
     kind = ev.kind
     if kind == 1:  # Kind.PRODUCT_VIEWED, the most frequent, tested first without a lookup
         p = ev.products[0]
-        _count_category(c, VIEWS + p.category, VIEWS_H + p.category, ts)
-        _remember(c.recent, p.product_id, MAX_RECENT)
-        c.session = min(c.session + 1, len(c.recent))
+        keys = _keys(p.category)
+        _count_category(c, keys[0], keys[1], ts)
+        recent = c.recent
+        if not recent or recent[-1] != p.product_id:
+            _remember(recent, p.product_id, MAX_RECENT)
+        c.session = min(c.session + 1, len(recent))
         c.last_view = ts
     elif kind == Kind.PRODUCT_ADDED:
         p = ev.products[0]
@@ -183,7 +213,8 @@ def apply_facts(c: Customer, ev: Event) -> None:
             line[1] = p.price
         elif len(c.cart) < MAX_CART_LINES:
             c.cart[p.product_id] = [p.name, p.price, p.quantity, p.category, p.image_url, p.url]
-        _count_category(c, ADDS + p.category, ADDS_H + p.category, ts)
+        keys = _keys(p.category)
+        _count_category(c, keys[2], keys[3], ts)
     elif kind == Kind.PRODUCT_REMOVED:
         p = ev.products[0]
         line = c.cart.get(p.product_id)

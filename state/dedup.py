@@ -14,6 +14,10 @@ duplicate never depends on when the watermark moved.
 (False, True, False)
 >>> d.expire(watermark=10_000); len(d)
 0
+>>> from types import SimpleNamespace as E
+>>> [e.ts for e in d.unique([E(message_id="a", ts=20_000), E(message_id="a", ts=20_050),
+...                          E(message_id="", ts=20_060), E(message_id="a", ts=20_200)])]
+[20000, 20060, 20200]
 """
 
 from __future__ import annotations
@@ -50,6 +54,31 @@ class MessageDedup:
                 self._current[message_id] = ts
                 return False
         return True
+
+    def unique(self, events: list[Any]) -> list[Any]:
+        """The events (in event-time order) that are not duplicates, as `is_duplicate`
+        would tell them one by one; its usual case inline, since every event asks."""
+        out: list[Any] = []
+        append = out.append
+        window = self.window
+        for ev in events:
+            mid = ev.message_id
+            if not mid:
+                append(ev)
+                continue
+            ts = ev.ts
+            if ts // window == self._g:
+                current = self._current
+                if mid in current:
+                    continue
+                prev = self._previous.get(mid)
+                if prev is not None and ts - prev <= window:
+                    continue
+                current[mid] = ts
+                append(ev)
+            elif not self.is_duplicate(mid, ts):
+                append(ev)
+        return out
 
     def _is_duplicate_older(self, message_id: str, ts: int, g: int) -> bool:
         window, gens = self.window, self.generations

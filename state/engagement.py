@@ -23,7 +23,11 @@ ranks are a function of the shard's event-time order alone.
 from __future__ import annotations
 
 import math
+from array import array
 from bisect import bisect_left, bisect_right, insort
+from collections import Counter
+from collections.abc import Iterable
+from itertools import chain
 
 
 def add(key: float | None, weight: float, ts: int, half_life: int) -> float | None:
@@ -49,25 +53,64 @@ def time_score_reaches(key: float | None, value: float, half_life: int) -> int |
 
 
 class EngagementRanks:
-    """The sorted keys of a shard's engaged customers; the rest count as the least engaged."""
+    """The sorted keys of a shard's engaged customers; the rest count as the least engaged.
 
-    __slots__ = ("keys",)
+    The keys are an array of doubles, not a list of floats: a binary search over boxed
+    floats scattered in the heap missed the cache at every step. When no rule of the
+    config reads a percentile (`lazy`), updates are only noted and the keys sorted when
+    asked (snapshots, `nudge inspect`): the same keys, without ~1 µs an update.
+    """
 
-    def __init__(self, keys: list[float] | None = None) -> None:
-        self.keys: list[float] = sorted(keys) if keys else []
+    __slots__ = ("_gone", "_new", "keys", "lazy")
+
+    def __init__(self, keys: Iterable[float] | None = None, *, lazy: bool = False) -> None:
+        self.keys = array("d", sorted(keys) if keys else ())
+        self.lazy = lazy
+        self._gone: list[float] = []
+        self._new: list[float] = []
 
     def replace(self, old: float | None, new: float | None) -> None:
         if old == new:
             return
+        if self.lazy:
+            if old is not None:
+                self._gone.append(old)
+            if new is not None:
+                self._new.append(new)
+                if len(self._new) > 4 * len(self.keys) + 4096:
+                    self._sync()  # bounded memory between snapshots
+            return
+        keys = self.keys
         if old is not None:
-            i = bisect_left(self.keys, old)
-            if i < len(self.keys) and self.keys[i] == old:
-                del self.keys[i]
+            i = bisect_left(keys, old)
+            if i < len(keys) and keys[i] == old:
+                del keys[i]
         if new is not None:
-            insort(self.keys, new)
+            if not keys or new >= keys[-1]:
+                keys.append(new)  # the usual case: keys grow with event time
+            else:
+                insort(keys, new)
+
+    def _sync(self) -> None:
+        """The noted updates, as the eager ones would have left the keys: each old key
+        removed once (it was added before, maybe since the last sync), the new ones in."""
+        if not self._gone and not self._new:
+            return
+        gone = Counter(self._gone)
+        kept = []
+        for k in chain(self.keys, self._new):
+            if gone[k]:
+                gone[k] -= 1
+            else:
+                kept.append(k)
+        kept.sort()
+        self.keys = array("d", kept)
+        self._gone, self._new = [], []
 
     def percentile(self, key: float | None, population: int) -> float:
         """Share of `population` less engaged than `key`, ties counting half."""
+        if self.lazy:
+            self._sync()
         keys = self.keys
         n = max(population, len(keys), 1)
         unengaged = n - len(keys)
@@ -76,5 +119,6 @@ class EngagementRanks:
         lo, hi = bisect_left(keys, key), bisect_right(keys, key)
         return (unengaged + lo + 0.5 * (hi - lo)) / n
 
-    def snapshot(self) -> list[float]:
+    def snapshot(self) -> array[float]:
+        self._sync()
         return self.keys

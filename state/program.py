@@ -64,6 +64,12 @@ class Program:
     # of another kind only meets the journeys with an `exit_if`, and only while open
     by_kind: dict[int, tuple[Journey, ...]] = field(default_factory=dict)
     with_exit_if: tuple[Journey, ...] = ()
+    # the event kinds journeys.on_event has anything to do for (None: every kind)
+    journey_kinds: frozenset[int] | None = None
+    ranked: bool = True  # some rule reads an engagement percentile (state/engagement.py)
+
+
+_RANKED = frozenset({"engagement_percentile", "engagement_tier"})
 
 
 def _kind(name: str, where: str) -> int:
@@ -121,9 +127,18 @@ def compile_program(config: Config) -> Program:
     for j in journeys:
         for kind in {j.entry_kind, *j.restart_kinds, *j.exit_kinds} - {None}:
             by_kind.setdefault(kind, []).append(j)  # type: ignore[arg-type]
+    journey_kinds: frozenset[int] | None = frozenset(by_kind)
+    for j in journeys:
+        if j.exit_if is not None:
+            journey_kinds = None if j.exit_if_kinds is None or journey_kinds is None \
+                else journey_kinds | j.exit_if_kinds
     model = config.model
     incentive = compile_rule(model.incentive_if, "model.incentive_if") \
         if model.incentive_if else None
+    rules = [r for _, r in segments] + [r for j in journeys for r in (j.where, j.exit_if)
+                                        if r is not None]
+    if incentive is not None:
+        rules.append(incentive)
     return Program(
         journeys=journeys,
         segments=segments,
@@ -137,4 +152,6 @@ def compile_program(config: Config) -> Program:
         by_segment={k: tuple(v) for k, v in by_segment.items()},
         by_kind={k: tuple(v) for k, v in by_kind.items()},
         with_exit_if=tuple(j for j in journeys if j.exit_if is not None),
+        journey_kinds=journey_kinds,
+        ranked=any(f in _RANKED for rule in rules for f in rule.features),
     )

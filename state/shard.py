@@ -118,19 +118,15 @@ class Shard:
         ready.sort(key=_TS)  # int keys: much cheaper than EVENT_ORDER's tuples
         if len(set(map(_TS, ready))) != len(ready):
             ready.sort(key=EVENT_ORDER)  # two events share an instant: the full order
+        # Timers touch no message ids, so the batch's duplicates can go first.
+        unique = self.seen.unique(ready)
         timers = self.timers
         shared = self.shared
-        duplicate = self.seen.is_duplicate
         store = self.store
         hot, dirty = store.hot.get, store.dirty.add
-        n = dups = 0
-        for ev in ready:
+        for ev in unique:
             if timers and timers[0][0] < ev.ts:
                 self._fire(ev.ts, False)
-            if ev.message_id and duplicate(ev.message_id, ev.ts):
-                dups += 1
-                continue
-            n += 1
             cid = ev.customer_id
             c = hot(cid)  # the usual case inline: a record in use (store.get_or_create)
             if c is None:
@@ -144,8 +140,8 @@ class Shard:
                     c.wake = w
                     heapq.heappush(timers, (w, cid))
         self._fire(wm, final)
-        self.stats["events"] += n
-        self.stats["duplicates"] += dups
+        self.stats["events"] += len(unique)
+        self.stats["duplicates"] += len(ready) - len(unique)
 
     def _fire(self, until: int, inclusive: bool) -> None:
         """Run the timers due before `until` (or at it, if `inclusive`), in (time, customer)
@@ -256,7 +252,7 @@ class Shard:
         shared = snap["shared"]
         if shared["model"] is not None and self.shared.model is not None:
             self.shared.model.restore(shared["model"])
-        self.shared.ranks = EngagementRanks(shared["engagement"])
+        self.shared.ranks = EngagementRanks(shared["engagement"], lazy=not self.program.ranked)
         self.shared.dropped_windows = shared["stats"].get("dropped_windows", 0)
         if snap["items"] is not None and self.shared.items is not None:
             self.shared.items.restore(snap["items"])

@@ -51,7 +51,7 @@ class Shared:
         self.half_life = f.engagement_half_life
         self.weights = dict(f.engagement_weights)
         self.evaluate_after = f.evaluate_after
-        self.ranks = engagement.EngagementRanks()
+        self.ranks = engagement.EngagementRanks(lazy=not program.ranked)
         self.population = population  # () -> number of customers in the shard
         self.model: PropensityModel | None = None
         if program.model.enabled:
@@ -111,7 +111,8 @@ def apply(c: Customer, cid: str, ev: Event, shared: Shared) -> bool:
     elif kind == Kind.EMAIL_CLICKED:
         _engage(c, shared, "email_clicked", ts)
     apply_facts(c, ev)
-    moved = journeys.on_event(c, ev, shared.env, program)
+    jk = program.journey_kinds
+    moved = (jk is None or kind in jk) and journeys.on_event(c, ev, shared.env, program)
     if program.segments and not c.seg_due:
         c.seg_due = ts + shared.evaluate_after
         return True

@@ -103,7 +103,30 @@ def test_engagement_ranks_are_time_independent() -> None:
     assert ranks.percentile(b, population=4) == (2 + 1 + 0.5) / 4  # 2 never engaged
     assert ranks.percentile(None, population=4) == 0.25
     ranks.replace(b, None)
-    assert ranks.keys == [a]
+    assert list(ranks.keys) == [a]
+
+
+def test_lazy_ranks_give_the_eager_ones_keys_and_percentiles() -> None:
+    """Customers' keys moving up (and a few leaving), with percentiles asked now and then:
+    the lazy ranks, synced only when asked, answer as the eager ones at every question."""
+    import random
+
+    rng = random.Random(7)
+    eager, lazy = engagement.EngagementRanks(), engagement.EngagementRanks(lazy=True)
+    keys: dict[int, float | None] = {}
+    for step in range(5000):
+        who = rng.randrange(300)
+        old = keys.get(who)
+        new = None if rng.random() < 0.05 else engagement.add(old, rng.choice([1.0, 2.0]),
+                                                              step * 1000, 30 * DAY)
+        keys[who] = new
+        eager.replace(old, new)
+        lazy.replace(old, new)
+        if step % 97 == 0:
+            probe = keys.get(rng.randrange(300))
+            assert lazy.percentile(probe, 400) == eager.percentile(probe, 400)
+    assert list(lazy.snapshot()) == list(eager.snapshot()) == sorted(
+        k for k in keys.values() if k is not None)
 
 
 def test_engagement_tier_uses_the_population() -> None:
