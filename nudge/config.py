@@ -48,7 +48,7 @@ class KafkaConfig:
     email_topic: str = "nudge-emails"
     segments_topic: str = "nudge-segments"
     outcomes_topic: str = "nudge-outcomes"
-    batch_size: int = 2000
+    batch_size: int = 10_000  # records a chunk; a chunk costs once per shard
     tail: bool = True
     client_config: tuple[tuple[str, str], ...] = ()
 
@@ -61,7 +61,7 @@ class EventsConfig:
     heartbeat_interval: int = parse_duration("500ms")
     max_future_skew: int = parse_duration("1d")
     ignore: tuple[str, ...] = ()
-    batch_size: int = 2000
+    batch_size: int = 10_000  # records a chunk; a chunk costs once per shard
 
 
 @dataclass(frozen=True, slots=True)
