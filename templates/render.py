@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import jinja2
+from jinja2.environment import TemplateModule
 from jinja2.sandbox import SandboxedEnvironment
 
 from nudge.config import Config
@@ -74,6 +75,13 @@ class _Sandbox(SandboxedEnvironment):
             try:
                 return obj[attribute]
             except KeyError:
+                return self.undefined(obj=obj, name=attribute)
+        if type(obj) is TemplateModule and not attribute.startswith("_"):
+            # `blocks.button`: an imported template's public names are its own macros
+            # and variables, nothing of Python's.
+            try:
+                return getattr(obj, attribute)
+            except AttributeError:
                 return self.undefined(obj=obj, name=attribute)
         return super().getattr(obj, attribute)
 
