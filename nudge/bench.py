@@ -88,54 +88,68 @@ def baseline_parse(path: str) -> dict[str, float]:
     return {"events": n, "seconds": el, "bad": bad, "rss_mb": _peak_rss_mb()}
 
 
-def hand_loop(path: str) -> dict[str, float]:
+class _HandLoop:
     """A single loop with the cart semantics and nothing else: the speed a team gets by
     writing a consumer by hand (no recovery, no scale-out, no validation beyond types)."""
-    import heapq
 
-    import orjson
+    def __init__(self) -> None:
+        import heapq
 
-    from nudge.timefmt import HOUR, parse_iso
+        import orjson
 
-    carts: dict[str, dict[str, int]] = {}
-    due: dict[str, int] = {}
-    consent: dict[str, bool] = {}
-    timers: list[tuple[int, str]] = []
-    sent = 0
+        from nudge.timefmt import HOUR, parse_iso
+
+        self.loads, self.parse_iso, self.heappush, self.heappop = \
+            orjson.loads, parse_iso, heapq.heappush, heapq.heappop
+        self.hour = HOUR
+        self.carts: dict[str, dict[str, int]] = {}
+        self.due: dict[str, int] = {}
+        self.consent: dict[str, bool] = {}
+        self.timers: list[tuple[int, str]] = []
+        self.sent = 0
+
+    def feed(self, line: bytes) -> None:
+        try:
+            doc = self.loads(line)
+            ts = self.parse_iso(doc["timestamp"])
+            cid = doc.get("userId") or doc["anonymousId"]
+        except Exception:
+            return
+        timers, due = self.timers, self.due
+        while timers and timers[0][0] < ts - 60_000:
+            d, c = self.heappop(timers)
+            if due.get(c) == d:
+                del due[c]
+                self.sent += self.consent.get(c, False)
+        name = doc.get("event")
+        if doc.get("type") == "identify":
+            self.consent[cid] = bool((doc.get("traits") or {}).get("marketing_consent"))
+        elif name == "Product Added":
+            self.carts.setdefault(cid, {})[doc["properties"]["product_id"]] = 1
+            due[cid] = ts + self.hour
+            self.heappush(timers, (ts + self.hour, cid))
+        elif name == "Product Removed":
+            cart = self.carts.get(cid)
+            if cart is not None:
+                cart.pop(doc["properties"]["product_id"], None)
+                if not cart:
+                    due.pop(cid, None)
+        elif name == "Order Completed":
+            self.carts.pop(cid, None)
+            due.pop(cid, None)
+
+
+def hand_loop(path: str) -> dict[str, float]:
+    loop = _HandLoop()
+    feed = loop.feed
     n = 0
     t = time.perf_counter()
     with open(path, "rb") as f:
         for line in f:
             n += 1
-            try:
-                doc = orjson.loads(line)
-                ts = parse_iso(doc["timestamp"])
-                cid = doc.get("userId") or doc["anonymousId"]
-            except Exception:
-                continue
-            while timers and timers[0][0] < ts - 60_000:
-                d, c = heapq.heappop(timers)
-                if due.get(c) == d:
-                    del due[c]
-                    sent += consent.get(c, False)
-            name = doc.get("event")
-            if doc.get("type") == "identify":
-                consent[cid] = bool((doc.get("traits") or {}).get("marketing_consent"))
-            elif name == "Product Added":
-                carts.setdefault(cid, {})[doc["properties"]["product_id"]] = 1
-                due[cid] = ts + HOUR
-                heapq.heappush(timers, (ts + HOUR, cid))
-            elif name == "Product Removed":
-                cart = carts.get(cid)
-                if cart is not None:
-                    cart.pop(doc["properties"]["product_id"], None)
-                    if not cart:
-                        due.pop(cid, None)
-            elif name == "Order Completed":
-                carts.pop(cid, None)
-                due.pop(cid, None)
+            feed(line)
     el = time.perf_counter() - t
-    return {"events": n, "seconds": el, "sent": sent, "rss_mb": _peak_rss_mb()}
+    return {"events": n, "seconds": el, "sent": loop.sent, "rss_mb": _peak_rss_mb()}
 
 
 PROFILES = {
@@ -212,7 +226,8 @@ def _results(cfg: Any, out: str) -> dict[str, float]:
     return r
 
 
-def kafka_consume_parse(bootstrap: str, topic: str) -> dict[str, float]:
+def kafka_consume_parse(bootstrap: str, topic: str, hand: str = "") -> dict[str, float]:
+    """Consume the topic and orjson.loads each record or, with `hand`, run the hand loop."""
     import orjson
     from confluent_kafka import Consumer, KafkaError, TopicPartition
     from confluent_kafka.admin import AdminClient
@@ -224,6 +239,7 @@ def kafka_consume_parse(bootstrap: str, topic: str) -> dict[str, float]:
     c.assign([TopicPartition(topic, p, 0) for p in parts])
     done: set[int] = set()
     n = 0
+    feed = _HandLoop().feed if hand else None
     t = time.perf_counter()
     while len(done) < len(parts):
         for msg in c.consume(2000, 1.0):
@@ -232,8 +248,11 @@ def kafka_consume_parse(bootstrap: str, topic: str) -> dict[str, float]:
                 if err.code() == KafkaError._PARTITION_EOF:
                     done.add(msg.partition() or 0)
                 continue
-            with contextlib.suppress(orjson.JSONDecodeError):
-                orjson.loads(msg.value() or b"")
+            if feed is not None:
+                feed(msg.value() or b"")
+            else:
+                with contextlib.suppress(orjson.JSONDecodeError):
+                    orjson.loads(msg.value() or b"")
             n += 1
     el = time.perf_counter() - t
     c.close()
@@ -375,6 +394,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"produced in {secs:.1f} s):")
             print(_line("consume + orjson.loads (floor)",
                         _child("kafka_consume_parse", bootstrap, topic)))
+            print(_line("consume + hand-written single loop, cart only",
+                        _child("kafka_consume_parse", bootstrap, topic, "hand")))
             for profile in ("lean", "all"):
                 out = DATA / f"kafka-{profile}"
                 _clean(out)
