@@ -40,10 +40,13 @@ class RetryPolicy:
 
 
 def send_with_retry(transport: Transport, email: Email, policy: RetryPolicy, *,
-                    rng: random.Random,
+                    seed: int,
                     sleep: Callable[[float], None] = time.sleep) -> tuple[str, int]:
-    """(receipt, attempts). Raises PermanentDeliveryError or the last TransientDeliveryError."""
+    """(receipt, attempts). Raises PermanentDeliveryError or the last TransientDeliveryError.
+    The jitter's Random is seeded with `seed` at the first retry (seeding one costs ~6 µs,
+    and most sends need none)."""
     attempt = 0
+    rng: random.Random | None = None
     while True:
         attempt += 1
         try:
@@ -51,4 +54,6 @@ def send_with_retry(transport: Transport, email: Email, policy: RetryPolicy, *,
         except TransientDeliveryError as exc:
             if attempt >= policy.max_attempts:
                 raise
+            if rng is None:
+                rng = random.Random(seed)
             sleep(policy.delay_s(attempt, rng, exc.retry_after))

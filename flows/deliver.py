@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import random
 import threading
 import time
 import zlib
@@ -51,10 +50,10 @@ class Deliverer:
             if email.key in self.ledger:
                 self.stats["skipped_duplicate"] += 1
                 continue
-            rng = random.Random(zlib.crc32(email.key.encode()))
             try:
-                receipt, attempts = send_with_retry(self.transport, email, self.policy,
-                                                    rng=rng, sleep=self.sleep)
+                receipt, attempts = send_with_retry(
+                    self.transport, email, self.policy, seed=zlib.crc32(email.key.encode()),
+                    sleep=self.sleep)
             except DeliveryError as exc:
                 permanent = isinstance(exc, PermanentDeliveryError)
                 attempts = 1 if permanent else self.policy.max_attempts
