@@ -189,8 +189,6 @@ def _reach_stage(c: Customer, cid: str, st: list[Any], j: Journey, ctx: Context,
         outcome = OUTCOME_HOLDOUT
     else:
         outcome = OUTCOME_SENT
-    decision = Decision(cid, j.name, st[EPISODE], index + 1, due, outcome, reason,
-                        variant=variant, template=template, subject=subject)
     if outcome == OUTCOME_SENT:
         c.sends.append(due)
         incentive = None
@@ -199,6 +197,9 @@ def _reach_stage(c: Customer, cid: str, st: list[Any], j: Journey, ctx: Context,
         decision = Decision(cid, j.name, st[EPISODE], index + 1, due, outcome, None,
                             email_context(c, ctx), variant, template, subject,
                             ctx["propensity"] if program.model.enabled else None, incentive)
+    else:
+        decision = Decision(cid, j.name, st[EPISODE], index + 1, due, outcome, reason,
+                            variant=variant, template=template, subject=subject)
     out.append(decision)
     note_decision(c, [j.name, st[EPISODE], index + 1, due, outcome, reason, variant])
     st[NEXT] = index + 1
