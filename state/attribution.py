@@ -23,12 +23,11 @@ TRIGGER, EPISODE, STAGE, DECIDED, EXPIRES, INPUTS, ARM, VARIANT = range(8)
 
 def open_window(c: Customer, d: Decision, window: int, inputs: dict[str, float]) -> bool:
     """Start waiting for `d`'s conversion. False if an older entry had to make room."""
-    c.outcomes.append([d.trigger, d.episode, d.stage, d.due, d.due + window, inputs,
-                       d.outcome, d.variant])
-    if len(c.outcomes) > MAX_OUTCOMES:
-        del c.outcomes[0]
-        return False
-    return True
+    n = len(c.outcomes)
+    c.outcomes = [*c.outcomes[max(0, n + 1 - MAX_OUTCOMES):],
+                  [d.trigger, d.episode, d.stage, d.due, d.due + window, inputs, d.outcome,
+                   d.variant]]
+    return n < MAX_OUTCOMES
 
 
 def _outcome(cid: str, e: list[Any], result: str, at: int, revenue: float) -> Outcome | None:

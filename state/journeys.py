@@ -190,7 +190,7 @@ def _reach_stage(c: Customer, cid: str, st: list[Any], j: Journey, ctx: Context,
     else:
         outcome = OUTCOME_SENT
     if outcome == OUTCOME_SENT:
-        c.sends.append(due)
+        c.sends = [*c.sends, due]
         incentive = None
         if j.incentive and program.incentive is not None and program.incentive.test(ctx):
             incentive = Incentive(program.model.incentive_text, program.model.incentive_code)

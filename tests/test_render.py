@@ -98,6 +98,23 @@ def test_sandbox_blocks_unsafe_attribute_access(tmp_path: Path) -> None:
         Renderer(Config(), strict=True, directory=tmp_path).render(d)
 
 
+def test_macros_render_as_without_the_sandbox_shortcut(tmp_path: Path) -> None:
+    # Macro calls skip the sandbox's callable checks (templates/render.py): keyword and
+    # default arguments, calls inside loops, and {% call %} blocks must behave as in Jinja.
+    (tmp_path / "t").mkdir()
+    body = ('{% macro item(name, qty=1) %}[{{ name }} x{{ qty }}]{% endmacro %}'
+            '{% macro box(name) %}({{ name }}{{ caller() }}){% endmacro %}'
+            '{% for line in cart %}{{ item(line.name, qty=line.quantity) }}{% endfor %}'
+            '{{ item("extra") }}{% call box("wrapped") %}!{% endcall %}')
+    for name, text in [("subject.txt.j2", "s"), ("preheader.txt.j2", "p"),
+                       ("body.html.j2", body), ("body.txt.j2", body)]:
+        (tmp_path / "t" / name).write_text(text)
+    e = Renderer(Config(), strict=True, directory=tmp_path).render(
+        dataclasses.replace(decision(), trigger="t"))
+    assert e.text == "[Linen Shirt x2][extra x1](wrapped!)"
+    assert e.html == e.text
+
+
 def test_preview_writes_an_html_page(tmp_path: Path) -> None:
     out = preview(Config(), "cart_abandonment", tmp_path / "p.html")
     html = out.read_text()
