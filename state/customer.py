@@ -65,9 +65,9 @@ class Customer:
         self.recent: list[str] = []  # viewed product ids, most recent last, no repeats
         self.session = 0  # how many of `recent` (the last ones) were viewed this session
         # Lists most customers never fill start as the shared empty tuple and become lists
-        # when first written (below and in journeys/attribution): a new customer then costs
-        # four containers fewer, in memory and in the garbage collector's young generation.
-        # Decoded records hold lists.
+        # when first written (below, journeys, attribution, segments): a new customer then
+        # costs five containers fewer, in memory and in the garbage collector's young
+        # generation. Decoded records hold lists.
         self.bought: list[str] | tuple[()] = ()  # bought product ids, most recent last
         self.orders = 0
         self.spend = 0.0
@@ -79,7 +79,7 @@ class Customer:
         # journey name -> [episode, open, anchor, next_stage, due, deferred, entries,
         #                  last_entry, last_exit]   (state/journeys.py)
         self.journeys: dict[str, list[Any]] = {}
-        self.segments: list[str] = []  # names, sorted
+        self.segments: list[str] | tuple[()] = ()  # names, sorted
         self.seg_due = 0  # segments are evaluated then (after activity settles); 0: not due
         self.seg_next = 0  # ... or then, when time alone may change them; 0: never
         self.sends: list[int] | tuple[()] = ()  # event times of recent sends (frequency cap)

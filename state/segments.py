@@ -38,7 +38,7 @@ def evaluate(c: Customer, cid: str, ctx: Context,
             nexts.append(nxt)
     before = c.segments
     changes: list[SegmentChange] = []
-    if now != before:
+    if now != list(before):
         t = ctx.t
         old, new = set(before), set(now)
         changes = [SegmentChange(cid, s, "exited", t) for s in before if s not in new]
