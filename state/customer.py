@@ -73,7 +73,7 @@ class Customer:
         self.spend = 0.0
         self.first_order = 0
         self.last_order = 0
-        self.order_gap = 0.0  # moving average of the time between orders (ms), 0 = unknown
+        self.order_gap: int | float = 0.0  # moving average of order gaps (ms), 0 = unknown
         self.counters: dict[str, list[Any]] = {}
         self.engagement: float | None = None  # rank key of the decayed score (engagement.py)
         # journey name -> [episode, open, anchor, next_stage, due, deferred, entries,
@@ -119,14 +119,14 @@ def decode(data: bytes) -> Customer:
 
 
 def cart_value(c: Customer) -> float:
-    return round(sum(line[1] * line[2] for line in c.cart.values()), 2)
+    return round(sum((line[1] * line[2] for line in c.cart.values()), 0.0), 2)
 
 
 def cart_items(c: Customer) -> int:
     return sum(line[2] for line in c.cart.values())
 
 
-def _count(counters: dict[str, list[Any]], key: str, bucket: int, amount: float,
+def _count(counters: dict[str, list[Any]], key: str, bucket: int, amount: int | float,
            keep: int) -> None:
     series = counters.get(key)
     if series is None:

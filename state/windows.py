@@ -27,7 +27,7 @@ from __future__ import annotations
 from nudge.timefmt import DAY, HOUR
 
 
-def bump(series: list, bucket: int, amount: float, keep: int) -> None:
+def bump(series: list, bucket: int, amount: int | float, keep: int) -> None:
     """Add `amount` to `bucket`, then drop buckets older than `keep` buckets before it."""
     n = len(series)
     if n and series[n - 2] == bucket:
