@@ -10,7 +10,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint bench fuzz chaos clean
+.PHONY: install compile pure demo test test-fast lint bench fuzz chaos clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PY)" || { echo "need Python 3.11 or 3.12 (apt-get install python3.11-venv)"; exit 1; }
@@ -21,27 +21,46 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The per-event path compiled with mypyc (nudge/native.py): the same code, about 1.5x faster
+# in the shard. A no-op when current. Without a C compiler the demo and the benchmark run pure.
+NATIVE = $(BIN)/python -m nudge.native build || echo "nudge: not compiled (needs gcc and the Python headers): running pure Python"
+
+compile: install
+	$(BIN)/python -m nudge.native build
+
+pure: install
+	$(BIN)/python -m nudge.native remove
+
 demo: install
+	@$(NATIVE)
 	$(BIN)/nudge demo
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# Unit tests and doctests on pure Python first, then the whole suite on the compiled build.
 test: install lint
+	$(BIN)/python -m nudge.native remove
+	$(BIN)/python -m pytest -q -m "not slow and not broker"
+	$(BIN)/python -m nudge.native build
 	$(BIN)/python -m pytest
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow and not broker"
 
 bench: install
+	@$(NATIVE)
 	$(BIN)/python -m nudge.bench
 
 clean:
-	rm -rf var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf var build .pytest_cache .mypy_cache .ruff_cache
+	-$(BIN)/python -m nudge.native remove
 
 fuzz: install
+	@$(NATIVE)
 	$(BIN)/python -m tests.fuzz --n 100000
 
 chaos: install
+	@$(NATIVE)
 	$(BIN)/python -m tests.chaos --events 200000 --kills 20

@@ -5,8 +5,8 @@ the e-commerce v2 event names (v1 aliases accepted), the email engagement events
 `identify`. A customer is keyed by `userId`, else `anonymousId`.
 
 Two paths give the same Event for every record the first one accepts:
-  - the fast path decodes and type-checks in one pass with msgspec (the only module that
-    imports it) into structs shaped like the usual records;
+  - the fast path decodes and type-checks in one pass with msgspec into the structs of
+    flows/wire.py, shaped like the usual records;
   - anything the fast path does not accept (wrong types, aliases such as `sku`, nulls,
     unknown names, bad input of any kind) goes to the full path, which reads a plain dict,
     accepts what it can and names the field that is wrong. tests/test_parse.py checks that
@@ -30,25 +30,30 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 import orjson
 
+from flows.wire import (
+    MAX_CATEGORY,
+    MAX_ID,
+    MAX_PRODUCTS,
+    MAX_QUANTITY,
+    MAX_TEXT,
+    Aware,
+    WireProduct,
+    decode,
+)
 from nudge.config import EventsConfig
 from nudge.errors import InputError
 from nudge.records import TRACK_NAMES, Event, Kind, Product, Traits
 
 SINGLE_PRODUCT = frozenset((Kind.PRODUCT_VIEWED, Kind.PRODUCT_ADDED, Kind.PRODUCT_REMOVED))
 
-MAX_ID = 256
-MAX_TEXT = 1024
-MAX_CATEGORY = 128
-MAX_PRODUCTS = 200
-MAX_QUANTITY = 10_000
 # Events before this are certainly bogus (an unset clock, a seconds/ms mix-up).
-MIN_TIMESTAMP = 946_684_800_000  # 2000-01-01T00:00:00Z
+MIN_TIMESTAMP: Final = 946_684_800_000  # 2000-01-01T00:00:00Z
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,9 +86,6 @@ def _fail(reason: str, detail: str) -> InputError:
 # RFC 3339 first (msgspec's C parser, the fast path's): then the wider ISO-8601 forms
 # datetime.fromisoformat reads (e.g. '2026-10-05T10:00Z'). Both paths try them in this order.
 
-_Aware = Annotated[datetime, msgspec.Meta(tz=True)]
-
-
 def to_ms(moment: datetime) -> int:
     return round(moment.timestamp() * 1000)
 
@@ -91,7 +93,7 @@ def to_ms(moment: datetime) -> int:
 def timestamp_ms(text: str) -> int:
     """ISO-8601 with an offset -> ms. Raises InputError(bad_timestamp)."""
     try:
-        return to_ms(msgspec.convert(text, _Aware))
+        return to_ms(msgspec.convert(text, Aware))
     except msgspec.ValidationError:
         pass
     try:
@@ -115,63 +117,12 @@ def _in_range(ts: int, text: str, limits: Limits) -> int:
 
 # -- the fast path ----------------------------------------------------------------------
 
-_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID)]
-_Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT)]
-_Price = Annotated[float, msgspec.Meta(ge=0)]
-
-
-class _Product(msgspec.Struct, gc=False):
-    product_id: _Id
-    name: _Text = ""
-    price: _Price = 0.0
-    quantity: Annotated[int, msgspec.Meta(ge=1, le=MAX_QUANTITY)] = 1
-    category: Annotated[str, msgspec.Meta(max_length=MAX_CATEGORY)] = ""
-    image_url: _Text = ""
-    url: _Text = ""
-
-
-class _Properties(msgspec.Struct, gc=False):
-    # One struct for every track event: a product's fields (product events) and an
-    # order's (Order Completed); which ones matter is decided by the event name.
-    product_id: _Id | None = None
-    name: _Text = ""
-    price: _Price = 0.0
-    quantity: Annotated[int, msgspec.Meta(ge=1, le=MAX_QUANTITY)] = 1
-    category: Annotated[str, msgspec.Meta(max_length=MAX_CATEGORY)] = ""
-    image_url: _Text = ""
-    url: _Text = ""
-    order_id: _Id | None = None
-    revenue: _Price | None = None
-    total: _Price | None = None
-    products: Annotated[list[_Product], msgspec.Meta(max_length=MAX_PRODUCTS)] | None = None
-
-
-class _Traits(msgspec.Struct, gc=False):
-    email: Annotated[str, msgspec.Meta(max_length=254)] | None = None
-    first_name: Annotated[str, msgspec.Meta(max_length=128)] | None = None
-    last_name: Annotated[str, msgspec.Meta(max_length=128)] | None = None
-    timezone: Annotated[str, msgspec.Meta(max_length=64)] | None = None
-    marketing_consent: bool | None = None
-
-
-class _Doc(msgspec.Struct, gc=False):
-    type: str
-    timestamp: _Aware
-    event: str | None = None
-    userId: _Id | None = None
-    anonymousId: _Id | None = None
-    messageId: str | None = None
-    properties: _Properties | None = None
-    traits: _Traits | None = None
-
-
-_decode = msgspec.json.Decoder(_Doc).decode
 
 
 def _fast(raw: bytes, limits: Limits, offset: int, part: int) -> Event | None:
     """The usual records in one pass, or None: then the full path decides."""
     try:
-        d = _decode(raw)
+        d = decode(raw)
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return None  # RecursionError: deep nesting, which the full path names
     cid = d.userId or d.anonymousId
@@ -219,7 +170,7 @@ def _fast(raw: bytes, limits: Limits, offset: int, part: int) -> Event | None:
     return Event(ts, cid, offset, part, kind, mid)
 
 
-def _products_of(items: list[_Product] | None) -> tuple[Product, ...]:
+def _products_of(items: list[WireProduct] | None) -> tuple[Product, ...]:
     if not items:
         return ()
     return tuple(Product(x.product_id, x.name or x.product_id, x.price, x.quantity,

@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nudge import native
+
 DATA = Path("var/bench")
 
 
@@ -365,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     events = _count_lines(str(data))
     print(f"\nNudge benchmark: {events:,} events, {args.customers:,} customers "
           f"(python {sys.version.split()[0]} at {sys.executable}, {os.cpu_count()} cpus)")
+    print("per-event path: " + (f"compiled with mypyc ({len(native.COMPILED)} modules, "
+                                "nudge/native.py)" if native.built() else "pure Python"))
     print("file input:")
     print(_line("read + orjson.loads (floor)", _child("baseline_loads", str(data))))
     print(_line("read + Nudge parse/validate", _child("baseline_parse", str(data))))

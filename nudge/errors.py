@@ -6,6 +6,7 @@
     │                        never stops the flow. `reason` is a stable machine code.
     ├── SourceError          an input (file, Kafka) that cannot be read; names the source
     ├── RenderError          a template that fails; names the template and the customer hash
+    ├── StaleBuildError      a compiled module older than its source (nudge/native.py)
     └── DeliveryError        a transport refused or failed a send
         ├── TransientDeliveryError   retry with backoff (429, 5xx, timeouts, resets, SMTP 4xx)
         └── PermanentDeliveryError   dead-letter at once (4xx other than 429, SMTP 5xx)
@@ -45,6 +46,15 @@ class SourceError(NudgeError):
 
 class RenderError(NudgeError):
     """A template failed to render."""
+
+
+class StaleBuildError(NudgeError):
+    """A source was edited after `make compile`: its extension would run the old code."""
+
+    def __init__(self, sources: list[str]) -> None:
+        super().__init__(f"{', '.join(sources)}: edited after it was compiled; run `make "
+                         "compile` to rebuild or `make pure` to run pure Python")
+        self.sources = sources
 
 
 class DeliveryError(NudgeError):

@@ -24,7 +24,7 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
@@ -32,16 +32,16 @@ import msgspec
 class Kind:
     """Event kinds as small ints: cheap to compare and to store in compact records."""
 
-    PRODUCT_VIEWED = 1
-    PRODUCT_ADDED = 2
-    PRODUCT_REMOVED = 3
-    CART_VIEWED = 4
-    CHECKOUT_STARTED = 5
-    ORDER_COMPLETED = 6
-    IDENTIFY = 7
-    UNSUBSCRIBED = 8
-    EMAIL_OPENED = 9
-    EMAIL_CLICKED = 10
+    PRODUCT_VIEWED: Final = 1
+    PRODUCT_ADDED: Final = 2
+    PRODUCT_REMOVED: Final = 3
+    CART_VIEWED: Final = 4
+    CHECKOUT_STARTED: Final = 5
+    ORDER_COMPLETED: Final = 6
+    IDENTIFY: Final = 7
+    UNSUBSCRIBED: Final = 8
+    EMAIL_OPENED: Final = 9
+    EMAIL_CLICKED: Final = 10
 
 
 # Segment spec track event names (e-commerce v2, their v1 aliases, email events) -> Kind.
@@ -377,6 +377,6 @@ class ProfileWrite:
     value: bytes
 
 
-OUTCOME_SENT = "sent"
-OUTCOME_SUPPRESSED = "suppressed"
-OUTCOME_HOLDOUT = "holdout"
+OUTCOME_SENT: Final = "sent"
+OUTCOME_SUPPRESSED: Final = "suppressed"
+OUTCOME_HOLDOUT: Final = "holdout"

@@ -12,13 +12,21 @@ Entries: [trigger, episode, stage, decided, expires, inputs, arm, variant].
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from nudge.records import OUTCOME_HOLDOUT, OUTCOME_SENT, Decision, Outcome
 from state.customer import MAX_OUTCOMES, Customer
 
 Learn = Callable[[dict[str, float], bool], Any]
-TRIGGER, EPISODE, STAGE, DECIDED, EXPIRES, INPUTS, ARM, VARIANT = range(8)
+# Positions in an outcome entry (Customer.outcomes); Final literals, inlined by mypyc.
+TRIGGER: Final = 0
+EPISODE: Final = 1
+STAGE: Final = 2
+DECIDED: Final = 3
+EXPIRES: Final = 4
+INPUTS: Final = 5
+ARM: Final = 6
+VARIANT: Final = 7
 
 
 def open_window(c: Customer, d: Decision, window: int, inputs: dict[str, float]) -> bool:

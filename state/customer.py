@@ -13,7 +13,7 @@ What follows from the facts lives elsewhere: journeys (state/journeys.py), segme
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
@@ -21,23 +21,23 @@ from nudge.records import Event, Kind
 from nudge.timefmt import DAY, HOUR
 from state.windows import bump, last_bucket
 
-FORMAT = 3
-MAX_CART_LINES = 100
-MAX_CATEGORIES = 32
-MAX_RECENT = 8  # recently viewed products (recommendation seeds, co-view pairs)
-MAX_BOUGHT = 20  # recently bought products (excluded from recommendations)
-MAX_DECISIONS = 10  # recent decisions, for `nudge inspect`
-MAX_OUTCOMES = 8  # sends and episodes waiting for their attribution window
+FORMAT: Final = 3
+MAX_CART_LINES: Final = 100
+MAX_CATEGORIES: Final = 32
+MAX_RECENT: Final = 8  # recently viewed products (recommendation seeds, co-view pairs)
+MAX_BOUGHT: Final = 20  # recently bought products (excluded from recommendations)
+MAX_DECISIONS: Final = 10  # recent decisions, for `nudge inspect`
+MAX_OUTCOMES: Final = 8  # sends and episodes waiting for their attribution window
 
 # Counter series: day and hour buckets ([bucket, value, ...], state/windows.py).
-VIEWS = "v:"  # + category: views per day
-VIEWS_H = "vh:"  # + category: views per hour (the 1-day windows)
-ADDS = "a:"  # + category: cart adds per day
-ADDS_H = "ah:"  # + category: cart adds per hour
-ORDERS = "o"  # orders per day (365 days)
-SPEND = "s"  # spend per day (365 days)
-OPENS = "eo"  # emails opened per day (30 days)
-CLICKS = "ec"  # email links clicked per day (30 days)
+VIEWS: Final = "v:"  # + category: views per day
+VIEWS_H: Final = "vh:"  # + category: views per hour (the 1-day windows)
+ADDS: Final = "a:"  # + category: cart adds per day
+ADDS_H: Final = "ah:"  # + category: cart adds per hour
+ORDERS: Final = "o"  # orders per day (365 days)
+SPEND: Final = "s"  # spend per day (365 days)
+OPENS: Final = "eo"  # emails opened per day (30 days)
+CLICKS: Final = "ec"  # email links clicked per day (30 days)
 
 
 class Customer:
@@ -90,7 +90,6 @@ class Customer:
         self.wake = 0  # the time of this customer's live entry in the shard's timers
 
 
-_FIELDS = Customer.__slots__  # the encoding's order; test_features checks they agree
 _pack = msgspec.msgpack.Encoder().encode
 _unpack = msgspec.msgpack.Decoder().decode
 

@@ -22,9 +22,9 @@ duplicate never depends on when the watermark moved.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
-_NONE: dict[str, int] = {}
+_NONE: Final[dict[str, int]] = {}
 
 
 class MessageDedup:

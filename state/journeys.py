@@ -17,7 +17,7 @@ journey's holdout; what is left is sent, with the variant of the stage's experim
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from nudge.records import (
     OUTCOME_HOLDOUT,
@@ -35,8 +35,17 @@ from state.features import Context, Env, preferred_categories
 from state.policy import FREQUENCY_CAP, QUIET_HOURS, capped, consent_block, quiet_until
 from state.program import Journey, Program
 
-# Positions in a journey's state list (kept positional: records stay compact).
-EPISODE, OPEN, ANCHOR, NEXT, DUE, DEFERRED, ENTRIES, LAST_ENTRY, LAST_EXIT = range(9)
+# Positions in a journey's state list (kept positional: records stay compact); Final
+# literals, inlined by mypyc.
+EPISODE: Final = 0
+OPEN: Final = 1
+ANCHOR: Final = 2
+NEXT: Final = 3
+DUE: Final = 4
+DEFERRED: Final = 5
+ENTRIES: Final = 6
+LAST_ENTRY: Final = 7
+LAST_EXIT: Final = 8
 
 
 def _may_enter(st: list[Any] | None, j: Journey, ts: int) -> bool:

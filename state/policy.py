@@ -19,16 +19,17 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from functools import lru_cache
+from typing import Final
 from zoneinfo import ZoneInfo
 
 from nudge.config import CapsConfig, QuietHoursConfig
 from nudge.timefmt import parse_iso  # noqa: F401  (doctest)
 from state.customer import Customer
 
-NO_CONSENT = "no_consent"
-NO_ADDRESS = "no_address"
-QUIET_HOURS = "quiet_hours"
-FREQUENCY_CAP = "frequency_cap"
+NO_CONSENT: Final = "no_consent"
+NO_ADDRESS: Final = "no_address"
+QUIET_HOURS: Final = "quiet_hours"
+FREQUENCY_CAP: Final = "frequency_cap"
 
 
 @lru_cache(maxsize=512)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import heapq
 import pickle
 from operator import attrgetter
-from typing import Any
+from typing import Any, Final
 
 from nudge.records import Event, ProfileWrite, ShardChunk, ShardMark
 from state.dedup import MessageDedup
@@ -36,11 +36,11 @@ from state.program import Program
 from state.store import CustomerStore
 from state.transitions import Shared, advance, apply, wake
 
-SNAPSHOT_FORMAT = 4
+SNAPSHOT_FORMAT: Final = 4
 # The order events run in: see the module docstring and nudge.records.Event.
-EVENT_ORDER = attrgetter("ts", "customer_id", "offset", "part")
-_TS = attrgetter("ts")
-FOREVER = 2**62
+EVENT_ORDER: Final = attrgetter("ts", "customer_id", "offset", "part")
+_TS: Final = attrgetter("ts")
+FOREVER: Final = 4_611_686_018_427_387_904  # 2**62
 
 
 class Shard:
