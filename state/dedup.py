@@ -14,15 +14,18 @@ duplicate never depends on when the watermark moved.
 (False, True, False)
 >>> d.expire(watermark=10_000); len(d)
 0
->>> from types import SimpleNamespace as E
->>> [e.ts for e in d.unique([E(message_id="a", ts=20_000), E(message_id="a", ts=20_050),
-...                          E(message_id="", ts=20_060), E(message_id="a", ts=20_200)])]
+>>> from nudge.records import Event, Kind
+>>> def view(message_id, ts): return Event(ts, "c1", 0, 0, Kind.PRODUCT_VIEWED, message_id)
+>>> [e.ts for e in d.unique([view("a", 20_000), view("a", 20_050), view("", 20_060),
+...                          view("a", 20_200)])]
 [20000, 20060, 20200]
 """
 
 from __future__ import annotations
 
 from typing import Any, Final
+
+from nudge.records import Event
 
 _NONE: Final[dict[str, int]] = {}
 
@@ -55,10 +58,10 @@ class MessageDedup:
                 return False
         return True
 
-    def unique(self, events: list[Any]) -> list[Any]:
+    def unique(self, events: list[Event]) -> list[Event]:
         """The events (in event-time order) that are not duplicates, as `is_duplicate`
         would tell them one by one; its usual case inline, since every event asks."""
-        out: list[Any] = []
+        out: list[Event] = []
         append = out.append
         window = self.window
         for ev in events:
