@@ -21,15 +21,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The per-event path compiled with mypyc (nudge/native.py): the same code, about 1.5x faster
-# in the shard. A no-op when current. Without a C compiler the demo and the benchmark run pure.
-NATIVE = $(BIN)/python -m nudge.native build || echo "nudge: not compiled (needs gcc and the Python headers): running pure Python"
+# The per-event path compiled with mypyc (nudge/tools/native.py): the same code, about 1.5x
+# faster in the shard. A no-op when current. Without a C compiler the demo and the benchmark run pure.
+NATIVE = $(BIN)/python -m nudge.tools.native build || echo "nudge: not compiled (needs gcc and the Python headers): running pure Python"
 
 compile: install
-	$(BIN)/python -m nudge.native build
+	$(BIN)/python -m nudge.tools.native build
 
 pure: install
-	$(BIN)/python -m nudge.native remove
+	$(BIN)/python -m nudge.tools.native remove
 
 demo: install
 	@$(NATIVE)
@@ -38,12 +38,13 @@ demo: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # Unit tests and doctests on pure Python first, then the whole suite on the compiled build.
 test: install lint
-	$(BIN)/python -m nudge.native remove
+	$(BIN)/python -m nudge.tools.native remove
 	$(BIN)/python -m pytest -q -m "not slow and not broker"
-	$(BIN)/python -m nudge.native build
+	$(BIN)/python -m nudge.tools.native build
 	$(BIN)/python -m pytest
 
 test-fast: install
@@ -51,11 +52,11 @@ test-fast: install
 
 bench: install
 	@$(NATIVE)
-	$(BIN)/python -m nudge.bench
+	$(BIN)/python -m nudge.tools.bench
 
 clean:
 	rm -rf var build .pytest_cache .mypy_cache .ruff_cache
-	-$(BIN)/python -m nudge.native remove
+	-$(BIN)/python -m nudge.tools.native remove
 
 fuzz: install
 	@$(NATIVE)

@@ -1,4 +1,4 @@
-"""Test-session hooks for the compiled build (nudge/native.py).
+"""Test-session hooks for the compiled build (nudge/tools/native.py).
 
 A module compiled by mypyc has no Python source to import for its doctests: `make test` runs
 those on pure Python first, then the whole suite on the compiled build.
@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from nudge import native
+from nudge.core import compiled as native
 
 
 def pytest_report_header(config: pytest.Config) -> str:
     mode = "compiled with mypyc" if native.built() else "pure Python"
-    return f"nudge: {mode} ({len(native.COMPILED)} modules in nudge/native.py)"
+    return f"nudge: {mode} ({len(native.COMPILED)} modules in nudge/core/compiled.py)"
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:

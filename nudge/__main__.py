@@ -1,5 +1,5 @@
 import sys
 
-from nudge.cli import main
+from nudge.app.cli import main
 
 sys.exit(main())

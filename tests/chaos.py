@@ -42,7 +42,7 @@ from typing import Any
 
 import orjson
 
-from nudge import sample
+from nudge.app import sample
 from tests.broker import Broker, free_port
 from tests.servers import EspServer, esp_server
 

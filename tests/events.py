@@ -11,7 +11,7 @@ _ids = itertools.count(1)
 
 
 def at(base: str, minutes: float = 0) -> str:
-    from nudge.timefmt import parse_iso, to_iso
+    from nudge.core.timefmt import parse_iso, to_iso
 
     ms = parse_iso(base) + int(minutes * 60_000)
     iso = to_iso(ms)

@@ -16,9 +16,9 @@ from typing import Any
 
 from bytewax.dataflow import Dataflow
 
-from flows.dataflow import build_flow
-from nudge import config as config_mod
-from sources.files import JsonlSource, _FilePartition
+from nudge.core import config as config_mod
+from nudge.flows.dataflow import build_flow
+from nudge.sources.files import JsonlSource, _FilePartition
 
 
 def write_partitions(records: list[tuple[str, bytes]], directory: Path, parts: int) -> list[Path]:

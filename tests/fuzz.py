@@ -19,9 +19,9 @@ from collections.abc import Callable
 
 import orjson
 
-from flows.parse import Limits, parse_chunk
-from nudge.config import EventsConfig
-from nudge.records import RawChunk
+from nudge.core.config import EventsConfig
+from nudge.core.records import RawChunk
+from nudge.flows.parse import Limits, parse_chunk
 
 Maker = Callable[[random.Random], bytes]
 
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args(argv)
     r = run(args.n, args.seed)
-    print(f"fuzz: {r['n']:,} malformed payloads through flows.parse in {r['seconds']:.1f} s")
+    print(f"fuzz: {r['n']:,} malformed payloads through nudge.flows.parse in {r['seconds']:.1f} s")
     print(f"  crashes: {len(r['crashes'])}")
     print(f"  dead-lettered: {r['dead']:,} ({100 * r['dead'] / r['n']:.2f}%)")
     print(f"  accepted (should be 0): {len(r['accepted'])}")

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flows.decide import Decider
-from flows.parse import ParseLogic
-from flows.route import route
-from nudge.config import Config
-from nudge.records import DeadLetter, Decision, Outcome, SegmentChange, ShardMark
-from scoring.itemstats import ItemDelta
-from state.program import compile_program
-from state.shard import Shard
+from nudge.core.config import Config
+from nudge.core.records import DeadLetter, Decision, Outcome, SegmentChange, ShardMark
+from nudge.flows.decide import Decider
+from nudge.flows.parse import ParseLogic
+from nudge.flows.route import route
+from nudge.scoring.itemstats import ItemDelta
+from nudge.state.program import compile_program
+from nudge.state.shard import Shard
 
 
 class Pipeline:
@@ -36,7 +36,7 @@ class Pipeline:
 
     def feed(self, records: list[bytes], *, part: int = 0, final: bool = False,
              heartbeat: int | None = None) -> list[Decision]:
-        from nudge.records import RawChunk
+        from nudge.core.records import RawChunk
 
         recs = []
         for raw in records:
@@ -76,7 +76,7 @@ def cart_stages(*delays: int, **fields: Any) -> Config:
     """A Config (with `fields`) whose cart abandonment journey has these stage delays."""
     import dataclasses
 
-    from nudge.journeyconfig import StageConfig
+    from nudge.core.journeyconfig import StageConfig
 
     base = Config(**fields)
     stages = tuple(StageConfig(d, "cart_abandonment") for d in delays)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from nudge.config import Config
+from nudge.core.config import Config
 from tests.badinput import bad_records
 from tests.harness import Pipeline
 from tests.test_determinism import shoppers

@@ -24,7 +24,7 @@ import orjson
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from nudge import config as config_mod
+from nudge.core import config as config_mod
 from tests.broker import Broker, free_port, tansu_binary
 from tests.events import add, identify, view
 from tests.flowtools import write_config
@@ -81,7 +81,7 @@ def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Broker, 
 
 def good_events(prefix: str, n: int) -> list[tuple[bytes | None, bytes]]:
     """A few shoppers browsing and adding to carts, keyed by customer id, timed now."""
-    from nudge.timefmt import to_iso
+    from nudge.core.timefmt import to_iso
 
     base = to_iso(int(time.time() * 1000))
     out: list[tuple[bytes | None, bytes]] = []
@@ -130,7 +130,8 @@ def test_broker_unreachable_at_start_is_a_clear_error_after_retries(tmp_path: Pa
     assert len(delays) >= 3, err[-3000:]
     assert delays == sorted(delays) and len(set(delays)) == len(delays), delays
     for line in retries:
-        assert " WARNING sources.kafka: " in line and closed in line and "'shop-nowhere'" in line
+        assert " WARNING nudge.kafka.source: " in line and closed in line
+        assert "'shop-nowhere'" in line
 
     assert "Traceback" not in err and "panicked" not in err, err[-3000:]
     assert "|FAIL|" not in err, "librdkafka's per-reconnect lines reached the user"
@@ -168,7 +169,7 @@ def test_broker_gone_mid_run_warns_retries_and_resumes(proxied: tuple[Broker, Pr
 
         proxy.cut()
         cut_at = time.monotonic()
-        warning = re.compile(r" WARNING sources\.kafka: Kafka 127\.0\.0\.1:\d+ topic "
+        warning = re.compile(r" WARNING nudge\.kafka\.source: Kafka 127\.0\.0\.1:\d+ topic "
                              rf"{topic} partition 0: .+; retrying")
         assert wait_for(lambda: warning.search(log()) or proc.poll() is not None, 15), \
             log()[-3000:]
@@ -212,8 +213,8 @@ def test_no_heartbeats_during_an_outage_and_again_after_it(proxied: tuple[Broker
     it cannot see) and repeats its warning while the outage lasts; after it, it reads again
     and the heartbeats resume, with no new record on the topic (a quiet partition must not
     stall)."""
-    from sources import kafka
-    from sources.kafka import _KafkaPartition
+    from nudge.kafka import source as kafka
+    from nudge.kafka.source import _KafkaPartition
 
     monkeypatch.setattr(kafka, "OUTAGE_LOG_EVERY_S", 1.0)  # 30 s in production
 
@@ -224,7 +225,7 @@ def test_no_heartbeats_during_an_outage_and_again_after_it(proxied: tuple[Broker
                         kafka={"brokers": [proxy.address], "topic": topic})
     cfg = config_mod.load(str(conf))
     part = _KafkaPartition(cfg.kafka, cfg.events, 0, 1, None, True, time.time)
-    caplog.set_level(logging.INFO, logger="sources.kafka")
+    caplog.set_level(logging.INFO, logger="nudge.kafka.source")
     records: list[tuple[int, bytes]] = []
     heartbeats: list[float] = []
 

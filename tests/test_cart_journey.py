@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from nudge.config import CapsConfig, Config, EventsConfig, QuietHoursConfig
-from nudge.timefmt import HOUR, MINUTE, parse_iso
+from nudge.core.config import CapsConfig, Config, EventsConfig, QuietHoursConfig
+from nudge.core.timefmt import HOUR, MINUTE, parse_iso
 from tests.events import T0, add, identify, order, remove, track, view
 from tests.harness import Pipeline, cart_stages
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from nudge.config import ConfigError, load, load_text
-from nudge.sample import generate
+from nudge.app.sample import generate
+from nudge.core.config import ConfigError, load, load_text
 from tests.events import add, identify, view
 
 ROOT = Path(__file__).resolve().parent.parent

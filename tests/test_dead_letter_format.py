@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nudge.records import DeadLetter, Position
+from nudge.core.records import DeadLetter, Position
 
 
 def round_trip(raw: bytes) -> tuple[DeadLetter, bool, dict]:

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import orjson
 
-from nudge.config import Config, DeadLetterReplayConfig, OutputsConfig
-from nudge.records import DeadLetter, Position
-from nudge.refeed import finish_interrupted, one_line, replay_dead_letters
-from state.replayed import ReplayStore, letter_key
+from nudge.app.refeed import finish_interrupted, one_line, replay_dead_letters
+from nudge.core.config import Config, DeadLetterReplayConfig, OutputsConfig
+from nudge.core.records import DeadLetter, Position
+from nudge.state.replayed import ReplayStore, letter_key
 from tests.badinput import bad_records
 from tests.events import add, identify, track, view
 from tests.flowtools import write_config
@@ -238,8 +238,8 @@ def test_store_is_read_only_in_dry_runs_and_a_missing_one_is_empty(tmp_path: Pat
 
 
 def test_dead_letter_topic_records_read_back_from_their_headers() -> None:
-    from delivery.kafka import dead_letter_headers
-    from nudge.deadletters import Stored, Unreadable, from_headers
+    from nudge.app.deadletters import Stored, Unreadable, from_headers
+    from nudge.kafka.sinks import dead_letter_headers
 
     raw = b'{"not": "utf-8 \xff"}'
     letter = DeadLetter("parse", "invalid_utf8", "record is not valid UTF-8",

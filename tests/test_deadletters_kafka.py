@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from nudge.timefmt import parse_iso, to_iso
+from nudge.core.timefmt import parse_iso, to_iso
 from tests.broker import Broker
 from tests.events import T0, add, identify, view
 from tests.test_deadletters import big_add, big_identify, big_view

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from state.dedup import MessageDedup
+from nudge.state.dedup import MessageDedup
 
 
 @settings(max_examples=300, deadline=None)

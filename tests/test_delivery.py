@@ -13,17 +13,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from delivery.esp import EspTransport, payload, retry_after
-from delivery.message import to_bytes
-from delivery.outbox import OutboxTransport
-from delivery.retry import RetryPolicy
-from delivery.smtp import SmtpTransport
-from flows.deliver import Deliverer
-from nudge.config import Config, EspConfig, SmtpConfig
-from nudge.errors import ConfigError
-from nudge.records import CartLine, Decision, Email, EmailContext
-from state.ledger import Ledger, LedgerError
-from templates.render import Renderer
+from nudge.core.config import Config, EspConfig, SmtpConfig
+from nudge.core.errors import ConfigError
+from nudge.core.records import CartLine, Decision, Email, EmailContext
+from nudge.delivery.engine import Deliverer
+from nudge.delivery.esp import EspTransport, payload, retry_after
+from nudge.delivery.ledger import Ledger, LedgerError
+from nudge.delivery.message import to_bytes
+from nudge.delivery.outbox import OutboxTransport
+from nudge.delivery.retry import RetryPolicy
+from nudge.delivery.smtp import SmtpTransport
+from nudge.templates.render import Renderer
 from tests.servers import esp_server, smtp_server
 
 POLICY = RetryPolicy(max_attempts=4, base_ms=10, max_ms=50)
@@ -219,7 +219,7 @@ def test_sender_pool_bounds_concurrency_and_the_waiting_queue(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import threading
 
-    from flows.deliver import sender_for
+    from nudge.delivery.senders import sender_for
 
     monkeypatch.setenv("NUDGE_ESP_API_KEY", "k")
     with esp_server(fault_rate=0.0, delay=0.05) as esp:
@@ -245,7 +245,7 @@ def test_sender_pool_bounds_concurrency_and_the_waiting_queue(
 
 
 def test_rate_limiter_spaces_sends_after_one_seconds_burst() -> None:
-    from flows.deliver import RateLimiter
+    from nudge.delivery.engine import RateLimiter
 
     now = [0.0]
     slept: list[float] = []
@@ -269,7 +269,7 @@ def test_a_stalled_esp_never_blocks_the_snapshot_and_nothing_is_lost(
     not sent twice."""
     import threading
 
-    from flows.deliver import _DeliveryPartition
+    from nudge.flows.deliver import _DeliveryPartition
 
     monkeypatch.setenv("NUDGE_ESP_API_KEY", "k")
     with esp_server(fault_rate=0.0) as esp:

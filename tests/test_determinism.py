@@ -12,8 +12,8 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nudge.config import CapsConfig, Config, QuietHoursConfig
-from nudge.timefmt import HOUR
+from nudge.core.config import CapsConfig, Config, QuietHoursConfig
+from nudge.core.timefmt import HOUR
 from tests.events import add, identify, order, remove, track, view
 from tests.harness import Pipeline, cart_stages
 

@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from scoring.experiments import bucket, in_holdout, pick_variant
+from nudge.scoring.experiments import bucket, in_holdout, pick_variant
 
 IDS = [f"c{i}" for i in range(100_000)]
 ARMS = [("control", 3.0), ("emoji", 1.0), ("short", 1.0)]  # weights need not sum to 1
@@ -78,7 +78,7 @@ def test_holdout_share_nested_and_independent_of_the_variant() -> None:
 
 _PROBE = """
 import json, sys
-from scoring.experiments import bucket, in_holdout, pick_variant
+from nudge.scoring.experiments import bucket, in_holdout, pick_variant
 ids = [f"c{i}" for i in range(500)] + ["", "ünïcødé", "a" * 300]
 arms = [("control", 3.0), ("emoji", 1.0), ("short", 1.0)]
 json.dump([[bucket(c, "subject"), pick_variant(c, "subject", arms),

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from flows.contract import Limits, parse_record
-from nudge.config import EventsConfig
-from nudge.journeyconfig import FeaturesConfig
-from nudge.timefmt import DAY, HOUR, parse_iso
-from state import engagement
-from state.customer import Customer, apply_facts, decode, encode
-from state.features import FEATURES, Context, Env, model_inputs, preferred_categories
+from nudge.core.config import EventsConfig
+from nudge.core.journeyconfig import FeaturesConfig
+from nudge.core.timefmt import DAY, HOUR, parse_iso
+from nudge.flows.contract import Limits, parse_record
+from nudge.state import engagement
+from nudge.state.customer import Customer, apply_facts, decode, encode
+from nudge.state.features import FEATURES, Context, Env, model_inputs, preferred_categories
 from tests.events import T0, order, track, view
 
 LIMITS = Limits.from_config(EventsConfig(), now_ms=1_900_000_000_000)
@@ -156,7 +156,7 @@ def test_record_round_trips_through_its_encoding() -> None:
 
 
 def test_the_encoding_keeps_every_field() -> None:
-    # The compiled record (nudge/native.py) lists its fields in __mypyc_attrs__ and checks
+    # The compiled record (nudge/tools/native.py) lists its fields in __mypyc_attrs__ and checks
     # their types, so each field gets the first distinct value its type accepts.
     names = getattr(Customer, "__slots__", None) or Customer.__mypyc_attrs__  # type: ignore[attr-defined]
     c = Customer()

@@ -15,10 +15,10 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 from bytewax.testing import run_main
 
-from flows.dataflow import build_flow
-from flows.sinks import decision_json
-from nudge import config as config_mod
-from sources.files import JsonlSource
+from nudge.core import config as config_mod
+from nudge.flows.dataflow import build_flow
+from nudge.flows.sinks import decision_json
+from nudge.sources.files import JsonlSource
 from tests.flowtools import cluster_addresses, write_config, write_partitions
 from tests.harness import Pipeline
 from tests.test_determinism import shoppers

@@ -15,12 +15,12 @@ from bytewax.recovery import init_db_dir
 from bytewax.run import cli_main
 from bytewax.testing import run_main
 
-from flows.dataflow import build_flow
-from flows.sinks import decision_json, outcome_line, segment_line
-from nudge import config as config_mod
-from nudge import sample
-from nudge.cli import DEMO_CONFIG
-from sources.files import JsonlSource
+from nudge.app import sample
+from nudge.app.cli import DEMO_CONFIG
+from nudge.core import config as config_mod
+from nudge.flows.dataflow import build_flow
+from nudge.flows.sinks import decision_json, outcome_line, segment_line
+from nudge.sources.files import JsonlSource
 from tests.flowtools import cluster_addresses
 from tests.harness import Pipeline
 from tests.test_flow import _bytewax_run, lines

@@ -12,11 +12,11 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flows.parse import Limits, PartitionClock, parse_record
-from nudge.config import CapsConfig, EventsConfig, load_text
-from nudge.errors import InputError
-from nudge.records import Kind
-from nudge.timefmt import HOUR
+from nudge.core.config import CapsConfig, EventsConfig, load_text
+from nudge.core.errors import InputError
+from nudge.core.records import Kind
+from nudge.core.timefmt import HOUR
+from nudge.flows.parse import Limits, PartitionClock, parse_record
 from tests.badinput import bad_records
 from tests.harness import Pipeline, cart_stages
 from tests.test_determinism import shoppers

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import collections
 
-from nudge.config import Config, load_text
-from nudge.timefmt import MINUTE, parse_iso
+from nudge.core.config import Config, load_text
+from nudge.core.timefmt import MINUTE, parse_iso
 from tests.events import T0, add, identify, order, track, view
 from tests.harness import Pipeline
 
@@ -147,7 +147,7 @@ stages = [{ delay = "1h", variants = [
     assert 520 < split["control"] < 680 and split["control"] + split["urgency"] == 800
     urgent = next(d for d in p.decisions if d.variant == "urgency")
     assert urgent.subject.startswith("Hurry") and urgent.template == "cart_abandonment"
-    from flows.sinks import decision_json
+    from nudge.flows.sinks import decision_json
 
     assert decision_json(urgent)["variant"] == "urgency"
 
@@ -173,7 +173,7 @@ def test_attribution_outcomes_for_sent_and_holdout_decisions() -> None:
 def test_config_errors_name_the_trigger() -> None:
     import pytest
 
-    from nudge.errors import ConfigError
+    from nudge.core.errors import ConfigError
 
     for text, path in [
         ("[triggers.cart_abandonment]\nentry = 'Product Teleported'",
@@ -205,13 +205,13 @@ template = "cart_abandonment"
 
 
 def test_exit_if_checked_by_kind_decides_as_checking_after_every_event() -> None:
-    # exit_if is skipped after events that cannot change what it reads (state/program.py,
+    # exit_if is skipped after events that cannot change what it reads (nudge/state/program.py,
     # exit_if_kinds); over the sample's shoppers that must change nothing at all.
     import dataclasses
     import itertools
 
-    from nudge import sample
-    from state.shard import Shard
+    from nudge.app import sample
+    from nudge.state.shard import Shard
 
     cfg = config("""[triggers.checkout_rescue]
 enabled = true

@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from nudge.timefmt import to_iso
+from nudge.core.timefmt import to_iso
 from tests.broker import Broker
 from tests.events import add, identify, view
 from tests.flowtools import write_config

@@ -1,6 +1,6 @@
 """The Kafka source on the real broker: where a run starts, and how a bounded replay ends.
 
-A new run starts at offset 0 (sources/kafka.py: librdkafka resolves a logical offset only
+A new run starts at offset 0 (nudge/kafka/source.py: librdkafka resolves a logical offset only
 ~0.5 s after connecting). A log whose start retention moved past 0 answers that fetch out
 of range and auto.offset.reset=earliest takes over; the test broker cannot trim a log (it
 has no DeleteRecords), so that case is Kafka's documented behaviour, not tested here."""
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from nudge import config as config_mod
-from sources.kafka import _KafkaPartition
+from nudge.core import config as config_mod
+from nudge.kafka.source import _KafkaPartition
 from tests.broker import Broker
 from tests.events import view
 from tests.flowtools import write_config

@@ -1,5 +1,5 @@
-"""The compiled build (nudge/native.py): the same decisions and emails as pure Python, and an
-outdated extension never runs."""
+"""The compiled build (nudge/tools/native.py): the same decisions and emails as pure Python,
+and an outdated extension never runs."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from nudge import native
-from nudge.cli import DEMO_CONFIG
-from nudge.errors import StaleBuildError
+from nudge.app.cli import DEMO_CONFIG
+from nudge.core import compiled as native
+from nudge.core.errors import StaleBuildError
 
 SAMPLE = native.ROOT / "nudge" / "data" / "sample-events.jsonl"
 
@@ -44,8 +44,9 @@ def _replay(tmp_path: Path, name: str,
     env = dict(os.environ, PYTHONHASHSEED="0")
     if pythonpath is not None:
         env["PYTHONPATH"] = str(pythonpath)  # ahead of the editable install's finder
-    code = ("import json, sys; from nudge import cli, native; code = cli.main(sys.argv[1:]); "
-            "print(json.dumps(native.compiled_modules())); sys.exit(code)")
+    code = ("import json, sys; from nudge.app import cli; from nudge.core import compiled; "
+            "code = cli.main(sys.argv[1:]); "
+            "print(json.dumps(compiled.compiled_modules())); sys.exit(code)")
     done = subprocess.run(
         [sys.executable, "-c", code, "replay", str(SAMPLE), "--config", str(DEMO_CONFIG),
          "--decisions", "decisions.jsonl", "--outbox", "outbox"],
@@ -60,9 +61,8 @@ def _replay(tmp_path: Path, name: str,
 @pytest.mark.skipif(not native.built(), reason="needs the compiled build (make compile)")
 def test_compiled_and_pure_python_make_the_same_decisions_and_emails(tmp_path: Path) -> None:
     pure = tmp_path / "pure-src"
-    for pkg in native.PACKAGES:  # the sources without their extensions
-        shutil.copytree(native.ROOT / pkg, pure / pkg,
-                        ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+    shutil.copytree(native.ROOT / "nudge", pure / "nudge",  # the sources without extensions
+                    ignore=shutil.ignore_patterns("*.so", "__pycache__"))
     fast_log, fast_mods, fast_mail = _replay(tmp_path, "compiled", None)
     slow_log, slow_mods, slow_mail = _replay(tmp_path, "pure", pure)
     assert sorted(fast_mods) == sorted(m.removesuffix(".py").replace("/", ".")

@@ -7,11 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flows.contract import TRACK_NAMES, _fast, _full
-from flows.parse import Limits, PartitionClock, parse_chunk, parse_record
-from nudge.config import EventsConfig
-from nudge.errors import InputError
-from nudge.records import Event, Kind, RawChunk
+from nudge.core.config import EventsConfig
+from nudge.core.errors import InputError
+from nudge.core.records import Event, Kind, RawChunk
+from nudge.flows.contract import TRACK_NAMES, _fast, _full
+from nudge.flows.parse import Limits, PartitionClock, parse_chunk, parse_record
 from tests.events import add, identify, product, track
 
 LIMITS = Limits.from_config(EventsConfig(max_payload_bytes=4096), now_ms=1_800_000_000_000)

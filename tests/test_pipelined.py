@@ -9,11 +9,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from delivery.kafka import KafkaTransport
-from delivery.retry import RetryPolicy
-from flows.pipelined import PipelinedSender
-from nudge.config import Config
-from state.ledger import Ledger
+from nudge.core.config import Config
+from nudge.delivery.ledger import Ledger
+from nudge.delivery.pipelined import PipelinedSender
+from nudge.delivery.retry import RetryPolicy
+from nudge.kafka.producer import KafkaTransport
 from tests.broker import Broker, free_port
 from tests.test_delivery import email
 

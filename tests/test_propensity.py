@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scoring.propensity import ProgressiveMetrics, PropensityModel
+from nudge.scoring.propensity import ProgressiveMetrics, PropensityModel
 
 
 def stream(seed: int, n: int, informative: bool = True) -> list[tuple[dict[str, float], bool]]:
@@ -108,7 +108,7 @@ _PROBE = """
 import json, sys
 sys.path.insert(0, {root!r})
 from tests.test_propensity import stream
-from scoring.propensity import PropensityModel
+from nudge.scoring.propensity import PropensityModel
 m = PropensityModel()
 json.dump([m.learn(x, y).hex() for x, y in stream(5, 2000)], sys.stdout)
 """

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nudge.records import Product
-from nudge.timefmt import DAY, HOUR, MINUTE
-from scoring.recommend import ItemDelta, ItemInfo, ItemModel, ItemStatsBuilder
+from nudge.core.records import Product
+from nudge.core.timefmt import DAY, HOUR, MINUTE
+from nudge.scoring.recommend import ItemDelta, ItemInfo, ItemModel, ItemStatsBuilder
 
 
 def item(pid: str, category: str = "apparel") -> ItemInfo:

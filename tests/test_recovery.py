@@ -25,9 +25,9 @@ import orjson
 import pytest
 from bytewax.recovery import init_db_dir
 
-from flows.sinks import decision_json
-from nudge import config as config_mod
-from state.ledger import Ledger
+from nudge.core import config as config_mod
+from nudge.delivery.ledger import Ledger
+from nudge.flows.sinks import decision_json
 from tests.flowtools import cluster_addresses, write_config, write_partitions
 from tests.harness import Pipeline
 from tests.test_determinism import shoppers

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from nudge.config import Config
-from nudge.errors import RenderError
-from nudge.records import CartLine, Decision, EmailContext
-from templates.render import Renderer, preview, unsubscribe_token, with_utm
+from nudge.core.config import Config
+from nudge.core.errors import RenderError
+from nudge.core.records import CartLine, Decision, EmailContext
+from nudge.templates.render import Renderer, preview, unsubscribe_token, with_utm
 
 HOSTILE = '<script>alert("x")</script>{{ 7*7 }}{% raw %}\r\nBcc: victim@example.com'
 
@@ -99,7 +99,7 @@ def test_sandbox_blocks_unsafe_attribute_access(tmp_path: Path) -> None:
 
 
 def test_macros_render_as_without_the_sandbox_shortcut(tmp_path: Path) -> None:
-    # Macro calls skip the sandbox's callable checks (templates/render.py): keyword and
+    # Macro calls skip the sandbox's callable checks (nudge/templates/render.py): keyword and
     # default arguments, calls inside loops, and {% call %} blocks must behave as in Jinja.
     (tmp_path / "t").mkdir()
     body = ('{% macro item(name, qty=1) %}[{{ name }} x{{ qty }}]{% endmacro %}'

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from nudge.config import load_text
-from nudge.errors import ConfigError
-from nudge.timefmt import DAY
-from state.customer import Customer
-from state.features import Context, Env
-from state.program import compile_program
-from state.rules import compile_rule
-from state.segments import evaluate
+from nudge.core.config import load_text
+from nudge.core.errors import ConfigError
+from nudge.core.timefmt import DAY
+from nudge.state.customer import Customer
+from nudge.state.features import Context, Env
+from nudge.state.program import compile_program
+from nudge.state.rules import compile_rule
+from nudge.state.segments import evaluate
 
 SEEDS = """
 [segments.browse_intent]
@@ -34,7 +34,7 @@ NOW = 1000 * DAY
 
 
 def _orders(c: Customer, days_ago: list[int], revenue: float) -> None:
-    from state.customer import ORDERS, SPEND
+    from nudge.state.customer import ORDERS, SPEND
 
     for d in sorted(days_ago, reverse=True):
         t = NOW - d * DAY

@@ -1,0 +1,85 @@
+"""The error tree. Every error Nudge raises on purpose is one of these:
+
+    NudgeError
+    ├── ConfigError          a bad config file or value; names the key path (`caps.window`)
+    ├── InputError           a record that cannot become an event; becomes a dead letter,
+    │                        never stops the flow. `reason` is a stable machine code.
+    ├── SourceError          an input (file, Kafka) that cannot be read; names the source
+    ├── RenderError          a template that fails; names the template and the customer hash
+    ├── StaleBuildError      a compiled module older than its source (nudge/tools/native.py)
+    └── DeliveryError        a transport refused or failed a send
+        ├── TransientDeliveryError   retry with backoff (429, 5xx, timeouts, resets, SMTP 4xx)
+        └── PermanentDeliveryError   dead-letter at once (4xx other than 429, SMTP 5xx)
+
+Errors from libraries (confluent-kafka, httpx, smtplib, rocksdict, jinja2) are translated into
+this tree in the one boundary module that uses each library.
+"""
+
+from __future__ import annotations
+
+
+class NudgeError(Exception):
+    """Base of every error Nudge raises on purpose."""
+
+
+class ConfigError(NudgeError):
+    """A configuration value is missing, of the wrong type or out of range."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"config {path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class InputError(NudgeError):
+    """An input record cannot become an event. `reason` is a stable code for dead letters."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class SourceError(NudgeError):
+    """An input source cannot be read (missing file, unreachable broker, unknown topic)."""
+
+
+class RenderError(NudgeError):
+    """A template failed to render."""
+
+
+class StaleBuildError(NudgeError):
+    """A source was edited after `make compile`: its extension would run the old code."""
+
+    def __init__(self, sources: list[str]) -> None:
+        super().__init__(f"{', '.join(sources)}: edited after it was compiled; run `make "
+                         "compile` to rebuild or `make pure` to run pure Python")
+        self.sources = sources
+
+
+class DeliveryError(NudgeError):
+    """A transport did not accept a send."""
+
+    def __init__(self, message: str, *, status: int | None = None, response: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.response = response
+
+
+class TransientDeliveryError(DeliveryError):
+    """Worth retrying: rate limits, server errors, timeouts, dropped connections."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        response: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status=status, response=response)
+        self.retry_after = retry_after
+
+
+class PermanentDeliveryError(DeliveryError):
+    """Retrying cannot help: the request or the recipient was refused."""

@@ -1,0 +1,96 @@
+"""The outbox transport: one RFC 5322 `.eml` file per email, plus an `index.html` preview.
+
+A file's name derives from the due time, the trigger and the idempotency key, and is
+written atomically (temp file, then rename), so re-sending a decision rewrites the same
+file: the outbox is idempotent by construction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import os
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
+
+from nudge.core.errors import TransientDeliveryError
+from nudge.core.records import Email
+from nudge.core.timefmt import to_iso
+from nudge.delivery.message import to_bytes
+
+
+def filename(email: Email) -> str:
+    when = to_iso(email.due).replace(":", "").replace("-", "")
+    digest = hashlib.sha256(email.key.encode()).hexdigest()[:16]
+    return f"{when}-{email.trigger}-{email.stage}-{digest}.eml"
+
+
+class OutboxTransport:
+    name = "outbox"
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def send(self, email: Email) -> str:
+        path = self.directory / filename(email)
+        tmp = path.with_suffix(".tmp")
+        try:
+            tmp.write_bytes(to_bytes(email))
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise TransientDeliveryError(f"outbox {self.directory}: {exc.strerror}") from None
+        return str(path)
+
+    def close(self) -> None:
+        write_index(self.directory)
+
+
+def _part(msg: object, subtype: str) -> str:
+    body = msg.get_body(preferencelist=(subtype,))  # type: ignore[attr-defined]
+    return body.get_content() if body is not None else ""
+
+
+PREVIEW_PER_TRIGGER = 40
+
+
+def write_index(directory: Path) -> Path:
+    """A page previewing the folder's emails in sandboxed iframes: the first 40 of each
+    journey by due time, so every journey shows; the rest are counted, and every .eml opens
+    in any mail client."""
+    all_files = sorted(directory.glob("*.eml"))
+    by_trigger: dict[str, list[Path]] = {}
+    for path in all_files:
+        trigger = path.name.split("-")[1] if path.name.count("-") >= 3 else "other"
+        by_trigger.setdefault(trigger, []).append(path)
+    files = sorted(p for group in by_trigger.values() for p in group[:PREVIEW_PER_TRIGGER])
+    parser = BytesParser(policy=policy.default)
+    rows = []
+    for path in files:
+        with path.open("rb") as f:
+            msg = parser.parse(f)
+        rows.append(
+            "<section>"
+            f"<h2>{html.escape(str(msg['Subject']))}</h2>"
+            f"<p class=meta>{html.escape(str(msg['Date']))} &middot; to "
+            f"{html.escape(str(msg['To']))} &middot; <a href=\"{html.escape(path.name)}\">"
+            f"{html.escape(path.name)}</a></p>"
+            f"<iframe sandbox srcdoc=\"{html.escape(_part(msg, 'html'), quote=True)}\"></iframe>"
+            "</section>"
+        )
+    counts = ", ".join(f"{html.escape(t)} {len(g)}" for t, g in sorted(by_trigger.items()))
+    page = (
+        "<!DOCTYPE html><html><head><meta charset=utf-8><title>Nudge outbox</title><style>"
+        "body{font-family:Helvetica,Arial,sans-serif;background:#eee;margin:0;padding:24px}"
+        "section{background:#fff;margin:0 auto 24px;max-width:680px;padding:16px;"
+        "border-radius:8px}h2{font-size:17px;margin:0 0 4px}.meta{color:#777;font-size:13px}"
+        "iframe{width:100%;height:620px;border:1px solid #ddd}</style></head><body>"
+        f"<h1>Nudge outbox: {len(all_files)} emails</h1><p>{counts}</p>"
+        + (f"<p>Showing the first {PREVIEW_PER_TRIGGER} of each journey.</p>"
+           if len(files) < len(all_files) else "")
+        + "".join(rows) + "</body></html>"
+    )
+    index = directory / "index.html"
+    index.write_text(page, encoding="utf-8")
+    return index

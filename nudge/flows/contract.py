@@ -1,0 +1,360 @@
+"""The event contract: raw bytes -> Event, or InputError with a stable reason. Pure, no Bytewax.
+
+The contract is the Segment spec (https://segment.com/docs/connections/spec/): `track` with
+the e-commerce v2 event names (v1 aliases accepted), the email engagement events, and
+`identify`. A customer is keyed by `userId`, else `anonymousId`.
+
+Two paths give the same Event for every record the first one accepts:
+  - the fast path decodes and type-checks in one pass with msgspec into the structs of
+    nudge/flows/wire.py, shaped like the usual records;
+  - anything the fast path does not accept (wrong types, aliases such as `sku`, nulls,
+    unknown names, bad input of any kind) goes to the full path, which reads a plain dict,
+    accepts what it can and names the field that is wrong. tests/test_parse.py checks that
+    the paths agree.
+
+>>> limits = Limits.from_config(EventsConfig(), now_ms=1_800_000_000_000)
+>>> parse_record(b'{"type": "page"}', limits)
+Traceback (most recent call last):
+...
+nudge.core.errors.InputError: unknown_type: type 'page' is not one of track, identify
+>>> ev = parse_record(b'{"type":"track","event":"Added Product","userId":"c1",'
+...     b'"timestamp":"2026-10-05T10:00:00Z","properties":{"product_id":"p1","price":9.5}}', limits)
+>>> (ev.kind == Kind.PRODUCT_ADDED, ev.customer_id, ev.products[0].quantity)
+(True, 'c1', 1)
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import Any, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import msgspec
+import orjson
+
+from nudge.core.config import EventsConfig
+from nudge.core.errors import InputError
+from nudge.core.records import TRACK_NAMES, Event, Kind, Product, Traits
+from nudge.flows.wire import (
+    MAX_CATEGORY,
+    MAX_ID,
+    MAX_PRODUCTS,
+    MAX_QUANTITY,
+    MAX_TEXT,
+    Aware,
+    WireProduct,
+    decode,
+)
+
+SINGLE_PRODUCT = frozenset((Kind.PRODUCT_VIEWED, Kind.PRODUCT_ADDED, Kind.PRODUCT_REMOVED))
+
+# Events before this are certainly bogus (an unset clock, a seconds/ms mix-up).
+MIN_TIMESTAMP: Final = 946_684_800_000  # 2000-01-01T00:00:00Z
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_payload: int
+    min_ts: int
+    max_ts: int
+    ignore: frozenset[str]
+
+    @classmethod
+    def from_config(cls, events: EventsConfig, *, now_ms: int) -> Limits:
+        """`now_ms` bounds timestamps from the future: the one wall-clock read of parse.
+
+        It only rejects timestamps no producer can honestly send (beyond now + skew); it
+        never moves event time, so replays of past data parse identically on any day.
+        """
+        return cls(events.max_payload_bytes, MIN_TIMESTAMP, now_ms + events.max_future_skew,
+                   frozenset(events.ignore))
+
+
+class Ignored(Exception):
+    """A well-formed event whose name the config lists under `events.ignore`."""
+
+
+def _fail(reason: str, detail: str) -> InputError:
+    return InputError(reason, detail)
+
+
+# -- timestamps (shared by both paths, so they agree to the millisecond) ----------------
+# RFC 3339 first (msgspec's C parser, the fast path's): then the wider ISO-8601 forms
+# datetime.fromisoformat reads (e.g. '2026-10-05T10:00Z'). Both paths try them in this order.
+
+def to_ms(moment: datetime) -> int:
+    return round(moment.timestamp() * 1000)
+
+
+def timestamp_ms(text: str) -> int:
+    """ISO-8601 with an offset -> ms. Raises InputError(bad_timestamp)."""
+    try:
+        return to_ms(msgspec.convert(text, Aware))
+    except msgspec.ValidationError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise _fail("bad_timestamp", f"timestamp {text!r:.60} is not ISO-8601") from None
+    if parsed.tzinfo is None:
+        raise _fail("bad_timestamp", f"timestamp {text!r:.60} has no timezone offset")
+    try:
+        return to_ms(parsed)
+    except (OverflowError, OSError, ValueError):
+        raise _fail("bad_timestamp", f"timestamp {text!r:.60} is out of range") from None
+
+
+def _in_range(ts: int, text: str, limits: Limits) -> int:
+    if ts < limits.min_ts or ts > limits.max_ts:
+        raise _fail("timestamp_out_of_range",
+                    f"timestamp {text!r:.60} is before 2000 or too far in the future")
+    return ts
+
+
+# -- the fast path ----------------------------------------------------------------------
+
+
+
+def _fast(raw: bytes, limits: Limits, offset: int, part: int) -> Event | None:
+    """The usual records in one pass, or None: then the full path decides."""
+    try:
+        d = decode(raw)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return None  # RecursionError: deep nesting, which the full path names
+    cid = d.userId or d.anonymousId
+    if cid is None:
+        return None
+    try:
+        ts = to_ms(d.timestamp)
+    except (OverflowError, OSError, ValueError):
+        return None
+    if ts < limits.min_ts or ts > limits.max_ts:
+        return None
+    mid = d.messageId or ""
+    if d.type == "identify":
+        t = d.traits
+        if t is None:
+            return Event(ts, cid, offset, part, Kind.IDENTIFY, mid, (), None, 0.0, Traits())
+        if (t.email is not None and not _valid_email(t.email.strip())) or \
+                (t.timezone is not None and not valid_timezone(t.timezone)):
+            return None
+        return Event(ts, cid, offset, part, Kind.IDENTIFY, mid, (), None, 0.0,
+                     Traits(t.email.strip() if t.email is not None else None, t.first_name,
+                            t.last_name, t.timezone, t.marketing_consent))
+    if d.type != "track" or d.event is None:
+        return None
+    kind = TRACK_NAMES.get(d.event)
+    if kind is None:
+        return None
+    p = d.properties
+    if kind in SINGLE_PRODUCT:
+        if p is None or p.product_id is None:
+            return None
+        pid = p.product_id
+        return Event(ts, cid, offset, part, kind, mid, (Product(
+            pid, p.name or pid, p.price, p.quantity, p.category, p.image_url, p.url),))
+    if kind == Kind.ORDER_COMPLETED:
+        if p is None:
+            return Event(ts, cid, offset, part, kind, mid, (), None, 0.0)
+        if p.revenue is None and p.total is not None:
+            return None  # "revenue": null beside "total": the full path's reading rules
+        return Event(ts, cid, offset, part, kind, mid, _products_of(p.products), p.order_id,
+                     p.revenue if p.revenue is not None else 0.0)
+    if kind in (Kind.CART_VIEWED, Kind.CHECKOUT_STARTED):
+        return Event(ts, cid, offset, part, kind, mid,
+                     _products_of(p.products) if p is not None else ())
+    return Event(ts, cid, offset, part, kind, mid)
+
+
+def _products_of(items: list[WireProduct] | None) -> tuple[Product, ...]:
+    if not items:
+        return ()
+    return tuple(Product(x.product_id, x.name or x.product_id, x.price, x.quantity,
+                         x.category, x.image_url, x.url) for x in items)
+
+
+# -- the full path ----------------------------------------------------------------------
+
+
+def _text(obj: dict[str, Any], key: str, where: str, *, required: bool = False,
+          limit: int = MAX_TEXT) -> str | None:
+    value = obj.get(key)
+    if type(value) is str and len(value) <= limit:
+        return value
+    if value is None:
+        if required:
+            raise _fail("missing_field", f"{where}.{key} is required")
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise _fail("wrong_type", f"{where}.{key} must be a string, got {type(value).__name__}")
+    text = str(value)
+    if len(text) > limit:
+        raise _fail("field_too_long", f"{where}.{key} is {len(text)} characters (max {limit})")
+    return text
+
+
+def _number(value: Any, key: str, where: str, default: float = 0.0) -> float:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _fail("wrong_type", f"{where}.{key} must be a number, got {type(value).__name__}")
+    if not math.isfinite(value) or value < 0:
+        raise _fail("out_of_range", f"{where}.{key} must be a finite number >= 0, got {value}")
+    return float(value)
+
+
+def _product(obj: Any, where: str) -> Product:
+    if not isinstance(obj, dict):
+        raise _fail("wrong_type", f"{where} must be an object")
+    pid = (_text(obj, "product_id", where, limit=MAX_ID) or _text(obj, "sku", where, limit=MAX_ID)
+           or _text(obj, "id", where, limit=MAX_ID))
+    if not pid:
+        raise _fail("missing_field", f"{where}.product_id (or sku) is required")
+    qty = obj.get("quantity", 1)
+    if type(qty) is not int:
+        raise _fail("wrong_type", f"{where}.quantity must be an integer, got {type(qty).__name__}")
+    if qty < 1 or qty > MAX_QUANTITY:
+        raise _fail("out_of_range", f"{where}.quantity must be between 1 and 10000, got {qty}")
+    return Product(
+        product_id=pid,
+        name=_text(obj, "name", where) or pid,
+        price=_number(obj.get("price"), "price", where),
+        quantity=qty,
+        category=_text(obj, "category", where, limit=MAX_CATEGORY) or "",
+        image_url=_text(obj, "image_url", where) or "",
+        url=_text(obj, "url", where) or "",
+    )
+
+
+def _products(props: dict[str, Any]) -> tuple[Product, ...]:
+    items = props.get("products")
+    if items is None:
+        return ()
+    if not isinstance(items, list):
+        raise _fail("wrong_type", "properties.products must be a list")
+    if len(items) > MAX_PRODUCTS:
+        raise _fail("out_of_range", f"properties.products has {len(items)} items (max 200)")
+    return tuple(_product(p, f"properties.products[{i}]") for i, p in enumerate(items))
+
+
+@lru_cache(maxsize=1024)
+def valid_timezone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+# \s is str.isspace() (CPython's sre uses the same Unicode table)
+_NOT_IN_ADDRESS = re.compile(r'[\s<>,;"]')
+
+
+def _valid_email(email: str) -> bool:
+    local, _, domain = email.rpartition("@")
+    return bool(local) and "." in domain and _NOT_IN_ADDRESS.search(email) is None
+
+
+def _traits(obj: Any) -> Traits:
+    if obj is None:
+        return Traits()
+    if not isinstance(obj, dict):
+        raise _fail("wrong_type", "traits must be an object")
+    email = _text(obj, "email", "traits", limit=254)
+    if email is not None:
+        email = email.strip()
+        if not _valid_email(email):
+            raise _fail("invalid_email", "traits.email is not an email address")
+    tz = _text(obj, "timezone", "traits", limit=64)
+    if tz is not None and not valid_timezone(tz):
+        raise _fail("invalid_timezone", f"traits.timezone {tz!r} is not an IANA timezone")
+    consent = obj.get("marketing_consent")
+    if consent is not None and not isinstance(consent, bool):
+        raise _fail("wrong_type", "traits.marketing_consent must be true or false")
+    return Traits(
+        email=email,
+        first_name=_text(obj, "first_name", "traits", limit=128),
+        last_name=_text(obj, "last_name", "traits", limit=128),
+        timezone=tz,
+        marketing_consent=consent,
+    )
+
+
+def _timestamp(doc: dict[str, Any], limits: Limits) -> int:
+    raw = doc.get("timestamp")
+    if raw is None:
+        raise _fail("missing_timestamp", "timestamp is required (ISO-8601 with an offset)")
+    if not isinstance(raw, str):
+        raise _fail("bad_timestamp", f"timestamp must be an ISO-8601 string, got {raw!r:.40}")
+    return _in_range(timestamp_ms(raw), raw, limits)
+
+
+def _full(doc: dict[str, Any], limits: Limits, offset: int, part: int = 0) -> Event:
+    """Every event type, every check, each failure named."""
+    kind_name = doc.get("type")
+    customer_id = (_text(doc, "userId", "record", limit=MAX_ID)
+                   or _text(doc, "anonymousId", "record", limit=MAX_ID))
+    mid = doc.get("messageId")
+    if kind_name == "track":
+        name = doc.get("event")
+        if not isinstance(name, str):
+            raise _fail("missing_field", "track needs an event name")
+        kind = TRACK_NAMES.get(name)
+        if kind is None:
+            if name in limits.ignore:
+                raise Ignored(name)
+            raise _fail("unknown_event", f"event {name!r:.80} is not a known e-commerce event")
+    elif kind_name == "identify":
+        kind = Kind.IDENTIFY
+    else:
+        raise _fail("unknown_type", f"type {kind_name!r:.40} is not one of track, identify")
+    if not customer_id:
+        raise _fail("missing_id", "neither userId nor anonymousId is set")
+    if mid is not None and not isinstance(mid, str):
+        raise _fail("wrong_type", "messageId must be a string")
+    ts = _timestamp(doc, limits)
+    mkey = mid or ""
+    if kind == Kind.IDENTIFY:
+        return Event(ts, customer_id, offset, part, kind, mkey, (), None, 0.0,
+                     _traits(doc.get("traits")))
+    props = doc.get("properties")
+    if props is None:
+        props = {}
+    elif not isinstance(props, dict):
+        raise _fail("wrong_type", "properties must be an object")
+    if kind in SINGLE_PRODUCT:
+        return Event(ts, customer_id, offset, part, kind, mkey, (_product(props, "properties"),))
+    if kind == Kind.ORDER_COMPLETED:
+        revenue = props.get("revenue", props.get("total"))
+        return Event(ts, customer_id, offset, part, kind, mkey, _products(props),
+                     _text(props, "order_id", "properties", limit=MAX_ID),
+                     _number(revenue, "revenue", "properties"))
+    if kind in (Kind.CART_VIEWED, Kind.CHECKOUT_STARTED):
+        return Event(ts, customer_id, offset, part, kind, mkey, _products(props))
+    return Event(ts, customer_id, offset, part, kind, mkey)
+
+
+def parse_record(raw: bytes, limits: Limits, offset: int = 0, part: int = 0) -> Event:
+    """One record -> one Event. Raises InputError (dead letter) or Ignored."""
+    if len(raw) > limits.max_payload:
+        raise _fail("payload_too_large", f"{len(raw)} bytes (max {limits.max_payload})")
+    event = _fast(raw, limits, offset, part)
+    if event is not None:
+        return event
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        if not raw.strip():
+            raise _fail("empty_record", "empty record") from None
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _fail("invalid_utf8", "record is not valid UTF-8") from None
+        raise _fail("invalid_json", f"not valid JSON: {exc}") from None
+    if type(doc) is dict:
+        return _full(doc, limits, offset, part)
+    raise _fail("not_an_object", f"record is a JSON {type(doc).__name__}, not an object")

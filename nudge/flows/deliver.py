@@ -1,0 +1,74 @@
+"""The deliver step: a Bytewax sink around the configured sender (nudge/delivery/).
+
+    in:  ("decide", Email)   (a single sink partition: one ledger, one writer)
+
+The sink's state is the emails still in flight at a snapshot: a resumed run submits them
+again and the ledger skips those accepted before the crash (nudge/delivery/engine.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
+
+from nudge.core.config import Config
+from nudge.core.records import DeadLetter, Email
+from nudge.delivery.senders import sender_for
+
+
+class _DeliveryPartition(StatefulSinkPartition[Email, list[Email]]):
+    def __init__(self, config: Config, dead_letters: Path | None,
+                 resume: list[Email] | None) -> None:
+        self.pool = sender_for(config)
+        self.dead_path = dead_letters
+        self.dead_topic: Any = None
+        if dead_letters is not None:
+            dead_letters.parent.mkdir(parents=True, exist_ok=True)
+        else:  # outputs.dead_letters = "kafka": the same DLQ topic as bad input
+            from nudge.kafka.sinks import DeadLetterWriter
+
+            self.dead_topic = DeadLetterWriter(config.kafka, config.kafka.dead_letter_topic)
+        for email in resume or ():  # in flight at the snapshot resumed from; the ledger
+            self.pool.submit(email)  # skips those that were accepted before the crash
+
+    def write_batch(self, values: list[Email]) -> None:
+        submit = self.pool.submit
+        for email in values:
+            submit(email)
+
+    def _write_dead(self, dead: list[DeadLetter]) -> None:
+        if dead and self.dead_topic is not None:
+            self.dead_topic.write(dead)
+        elif dead and self.dead_path is not None:
+            with self.dead_path.open("ab") as f:
+                for d in dead:
+                    f.write(orjson.dumps(d.to_json()) + b"\n")
+
+    def snapshot(self) -> list[Email]:
+        # No waiting for the ESP: what is still in flight is kept, and sent again on resume.
+        self._write_dead(self.pool.take_dead())
+        return self.pool.pending()
+
+    def close(self) -> None:
+        self._write_dead(self.pool.close())
+
+
+class DeliverySink(FixedPartitionedSink[Email, list[Email]]):
+    """One partition: the ledger has one writer (RocksDB allows one process)."""
+
+    def __init__(self, config: Config, dead_letters: Path | None) -> None:
+        self.config = config
+        self.dead_letters = dead_letters
+
+    def list_parts(self) -> list[str]:
+        return ["deliver"]
+
+    def part_fn(self, item_key: str) -> int:
+        return 0
+
+    def build_part(self, step_id: str, for_part: str,
+                   resume_state: list[Email] | None) -> _DeliveryPartition:
+        return _DeliveryPartition(self.config, self.dead_letters, resume_state)

@@ -1,0 +1,355 @@
+"""Recommendations kept in the stream: item-to-item co-occurrence and trending, in event time.
+
+Shards count what their customers do per bucket of event time (ItemStatsBuilder, see
+nudge/scoring/itemstats.py) and send ItemDeltas to the single decide step, whose ItemModel adds
+them up in (bucket_end, shard) order and answers `recommend()` for the emails it releases.
+
+Decay. A pair's weight halves every `half_life_ms` of event time. Rather than touching every
+weight as time passes, weights are stored pre-multiplied by a growth factor
+g(t) = 2 ** ((t - shift * half_life) / half_life): an increment at time t is stored as
+inc * g(t), so at any one time every stored weight is the true weight times the same g(now)
+and rankings need no division. When g would grow past 2**64 every stored weight is scaled
+down by a power of two (exact in floating point: no bit of any ranking changes) and `shift`
+moves on. `related()` shows true weights.
+
+Determinism. The deltas of one bucket_end are summed apart (`pending`) and folded into the
+weights once a later bucket_end arrives, with one multiply by g(bucket_end): with the default
+binary-fraction weights those sums are exact, so the weights, and every recommendation, are
+the same bits whatever the split of customers into shards (tests/test_recommend.py). Until
+then `recommend()` reads the pending sums through the same fold, so it sees every delta
+applied. Pruning, forgetting and renormalising happen only at those folds and at new
+bucket_ends, never in between, for the same reason.
+
+Pruning. Each product keeps its `neighbours` heaviest neighbours (ties: smaller product id).
+Once a day, products not seen for `forget_after_ms` are forgotten (catalogue, counts, pairs)
+and pairs whose decayed weight fell below `min_weight` are dropped: memory stays bounded.
+
+Trending. Per product, purchases, adds and views (weights 5, 2, 1) summed over the day
+buckets of the last `trending_days` days; per category, the products of that category ranked
+by it (computed when asked, cached until the next delta).
+
+>>> from nudge.core.timefmt import HOUR
+>>> shirt = ItemInfo("shirt", "Linen Shirt", 49.0, "apparel", "https://i/s.jpg", "https://p/s")
+>>> belt = ItemInfo("belt", "Belt", 19.0, "apparel", "https://i/b.jpg", "https://p/b")
+>>> mug = ItemInfo("mug", "Mug", 9.0, "home", "https://i/m.jpg", "https://p/m")
+>>> shard = ItemStatsBuilder(shard=0)
+>>> shard.on_view(1_000, shirt, session_items=[])
+>>> shard.on_view(2_000, belt, session_items=["shirt"])
+>>> shard.on_order(3_000, [mug], session_items=[])
+>>> model = ItemModel()
+>>> for delta in shard.flush(until=HOUR):
+...     model.apply(delta)
+>>> [i.product_id for i in model.recommend(["shirt"], exclude=["shirt"], k=2)]
+['belt', 'mug']
+>>> [i.product_id for i in model.recommend(["shirt"], exclude=["belt"], k=1)]
+['mug']
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from nudge.core.timefmt import DAY
+from nudge.scoring.itemcodec import decode_model, encode_model
+from nudge.scoring.itemstats import ItemDelta, ItemInfo, ItemStatsBuilder
+
+__all__ = ["ItemDelta", "ItemInfo", "ItemModel", "ItemStatsBuilder"]
+
+SNAPSHOT_FORMAT = 1
+RENORM_AFTER = 64  # half-lives between renormalisations: g stays below 2**65
+
+Row = dict[str, float]
+
+
+class ItemModel:
+    """The decide step's global item model: co-occurrence, trending and the catalogue.
+
+    The caller applies deltas in (bucket_end, shard) order (`key=ItemDelta.sort_key`): like
+    decisions in nudge/flows/decide.py, a delta waits until every shard's watermark has passed its
+    bucket_end, so no shard can still send an earlier one. The attributes are read-only
+    outside the class (the snapshot is cached until the next apply).
+    """
+
+    def __init__(self, half_life_ms: int = 14 * DAY, neighbours: int = 20,
+                 trending_days: int = 7, *,
+                 trending_weights: tuple[float, float, float] = (1.0, 2.0, 5.0),
+                 forget_after_ms: int = 30 * DAY, min_weight: float = 0.01,
+                 max_seeds: int = 10) -> None:
+        if half_life_ms <= 0 or neighbours < 1 or trending_days < 1:
+            raise ValueError("half_life_ms, neighbours and trending_days must be positive")
+        self.half_life_ms = half_life_ms
+        self.neighbours = neighbours
+        self.trending_days = trending_days
+        self.trending_weights = trending_weights  # views, adds, purchases
+        self.forget_after_ms = forget_after_ms
+        self.min_weight = min_weight
+        self.max_seeds = max_seeds
+        self.rows: dict[str, Row] = {}  # product -> neighbour -> weight * g
+        self.pending: dict[str, Row] = {}  # product -> neighbour -> raw sum at `at`
+        self.catalogue: dict[str, ItemInfo] = {}
+        self.seen: dict[str, int] = {}  # product -> last bucket_end it was in a catalogue
+        self.counts: dict[str, list[int]] = {}  # product -> [day, views, adds, buys, day, ...]
+        self.shift = 0
+        self.at: int | None = None  # the latest bucket_end applied
+        self.sealed = -(2 ** 62)  # no delta may come with a bucket_end at or before this
+        self.last_shard = -1
+        self.swept_day = -(2 ** 62)
+        self._trend: dict[str | None, list[str]] = {}  # cache, cleared by every apply
+        self._snap: dict[str, Any] | None = None  # cache, cleared by every apply
+
+    # -- learning ---------------------------------------------------------------------------
+
+    def apply(self, delta: ItemDelta) -> None:
+        """Add one shard's bucket. Deltas must come in (bucket_end, shard) order."""
+        end = delta.bucket_end
+        if end <= self.sealed:
+            raise ValueError(f"delta ({end}, shard {delta.shard}) for a bucket sealed up to "
+                             f"{self.sealed}: seal() promised no more of them")
+        if self.at is not None and (end, delta.shard) <= (self.at, self.last_shard):
+            raise ValueError(f"delta ({end}, shard {delta.shard}) after ({self.at}, shard "
+                             f"{self.last_shard}): apply deltas in (bucket_end, shard) order")
+        if self.at is None or end > self.at:
+            if self.at is not None:
+                self._fold()
+            self._advance(end)
+            self.at = end
+        self.last_shard = delta.shard
+        self._snap = None
+        pending = self.pending
+        for (a, b), w in delta.pairs.items():
+            if a == b:
+                continue
+            row = pending.get(a)
+            if row is None:
+                row = pending[a] = {}
+            row[b] = row.get(b, 0.0) + w
+            row = pending.get(b)
+            if row is None:
+                row = pending[b] = {}
+            row[a] = row.get(a, 0.0) + w
+        for pid, info in delta.catalogue.items():
+            self.catalogue[pid] = info
+            self.seen[pid] = end
+        day = (end - 1) // DAY
+        for slot, counts in ((1, delta.views), (2, delta.adds), (3, delta.purchases)):
+            for pid, n in counts.items():
+                self._bump(pid, day, slot, n)
+        self._trend.clear()
+
+    def _bump(self, pid: str, day: int, slot: int, n: int) -> None:
+        series = self.counts.get(pid)
+        if series is None:
+            series = self.counts[pid] = []
+        if not series or series[-4] != day:  # days only move forward: apply's order
+            series.extend((day, 0, 0, 0))
+            while series[0] <= day - self.trending_days:
+                del series[:4]
+        series[-4 + slot] += n
+
+    def seal(self, t: int) -> None:
+        """The caller promises no more deltas with bucket_end <= t: fold the pending sums now,
+        as the next bucket would (the same arithmetic, so the same weights), so reads stop
+        merging them on every call."""
+        if self.at is not None and self.at <= t and self.pending:
+            self._fold()
+            self._snap = None
+        if self.at is not None and self.at <= t:
+            self.sealed = max(self.sealed, t)
+
+    def _growth(self, t: int) -> float:
+        h = self.half_life_ms
+        return math.ldexp(2.0 ** ((t % h) / h), t // h - self.shift)
+
+    def _merged(self, row: Row | None, fresh: Row, g: float) -> Row:
+        """A row with a bucket's raw sums folded in at growth g, pruned to `neighbours`.
+
+        The one definition of a fold: both _fold and the reads of pending rows use it."""
+        out = dict(row) if row else {}
+        for b, w in fresh.items():
+            out[b] = out.get(b, 0.0) + w * g
+        if len(out) > self.neighbours:
+            best = sorted(out.items(), key=_heaviest)[:self.neighbours]
+            out = dict(best)
+        return out
+
+    def _fold(self) -> None:
+        if not self.pending:
+            return
+        assert self.at is not None
+        g = self._growth(self.at)
+        rows = self.rows
+        for a, fresh in self.pending.items():
+            rows[a] = self._merged(rows.get(a), fresh, g)
+        self.pending = {}
+
+    def _advance(self, end: int) -> None:
+        """Renormalise and sweep at a new bucket_end, before its deltas are added."""
+        q = end // self.half_life_ms
+        if q - self.shift > RENORM_AFTER:
+            d = q - self.shift
+            for row in self.rows.values():
+                for b, w in row.items():
+                    row[b] = math.ldexp(w, -d)  # a power of two: exact
+            self.shift = q
+        day = (end - 1) // DAY
+        if day > self.swept_day:
+            self.swept_day = day
+            self._sweep(end, day)
+
+    def _sweep(self, end: int, day: int) -> None:
+        cutoff = end - self.forget_after_ms
+        for pid in [p for p, t in self.seen.items() if t < cutoff]:
+            del self.seen[pid]
+            del self.catalogue[pid]
+        known = self.catalogue
+        floor = self.min_weight * self._growth(end)
+        for a in list(self.rows):
+            row = self.rows[a]
+            if a in known:
+                for b in [b for b, w in row.items() if w < floor or b not in known]:
+                    del row[b]
+            if not row or a not in known:
+                del self.rows[a]
+        oldest = day - self.trending_days
+        for pid in list(self.counts):
+            series = self.counts[pid]
+            while series and series[0] <= oldest:
+                del series[:4]
+            if not series or pid not in known:
+                del self.counts[pid]
+        self._trend.clear()
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def _row(self, pid: str) -> Row:
+        fresh = self.pending.get(pid)
+        if fresh is None:
+            return self.rows.get(pid) or {}
+        assert self.at is not None
+        return self._merged(self.rows.get(pid), fresh, self._growth(self.at))
+
+    def related(self, product_id: str) -> list[tuple[str, float]]:
+        """The product's neighbours with their weights decayed to now, heaviest first."""
+        if self.at is None:
+            return []
+        g = self._growth(self.at)
+        return sorted(((b, w / g) for b, w in self._row(product_id).items()), key=_heaviest)
+
+    def info(self, product_id: str) -> ItemInfo | None:
+        return self.catalogue.get(product_id)
+
+    def trend_score(self, product_id: str) -> float:
+        """Weighted purchases, adds and views over the last `trending_days` days."""
+        series = self.counts.get(product_id)
+        if not series or self.at is None:
+            return 0.0
+        oldest = (self.at - 1) // DAY - self.trending_days
+        wv, wa, wp = self.trending_weights
+        total = 0.0
+        for i in range(0, len(series), 4):
+            if series[i] > oldest:
+                total += wv * series[i + 1] + wa * series[i + 2] + wp * series[i + 3]
+        return total
+
+    def _trending_ids(self, category: str | None) -> list[str]:
+        ranked = self._trend.get(category)
+        if ranked is None:
+            if category is None:
+                scored = [(p, self.trend_score(p)) for p in self.counts if p in self.catalogue]
+            else:
+                scored = [(p, self.trend_score(p)) for p in self.counts
+                          if (i := self.catalogue.get(p)) is not None and i.category == category]
+            ranked = [p for p, s in sorted(scored, key=_heaviest) if s > 0]
+            self._trend[category] = ranked
+        return ranked
+
+    def trending(self, category: str | None = None, k: int = 10) -> list[ItemInfo]:
+        """The top `k` trending products, of one category or of all."""
+        return [self.catalogue[p] for p in self._trending_ids(category)[:k]]
+
+    def recommend(self, seeds: Iterable[str], exclude: Iterable[str] = (),
+                  preferred_category: str | None = None, k: int = 3) -> list[ItemInfo]:
+        """Up to k products for a customer, best first.
+
+        seeds: the customer's recent views, cart items and bought items, most relevant first;
+        the r-th distinct seed (from 0) counts 1 / (r + 1), up to `max_seeds` seeds. A
+        candidate's score is the weighted sum of its co-occurrence weights with the seeds.
+        Never returns a product in `exclude` (cart, bought) or one without catalogue info; a
+        seed that is not excluded (a viewed product) may be recommended when the other seeds
+        point at it. Short lists are filled from trending in `preferred_category`, then from
+        global trending. Ties: smaller product id first.
+        """
+        excluded = set(exclude)
+        known = self.catalogue
+        scores: dict[str, float] = {}
+        used: set[str] = set()
+        for seed in seeds:
+            if seed in used:
+                continue
+            if len(used) >= self.max_seeds:
+                break
+            weight = 1.0 / (len(used) + 1)
+            used.add(seed)
+            for b, w in self._row(seed).items():
+                if b not in excluded and b in known:
+                    scores[b] = scores.get(b, 0.0) + weight * w
+        out = [p for p, _ in sorted(scores.items(), key=_heaviest)[:k]]
+        if len(out) < k:
+            chosen = set(out)
+            for category in ((preferred_category, None) if preferred_category else (None,)):
+                for p in self._trending_ids(category):
+                    if len(out) >= k:
+                        break
+                    if p not in excluded and p not in chosen:
+                        out.append(p)
+                        chosen.add(p)
+        return [known[p] for p in out]
+
+    def size(self) -> dict[str, int]:
+        """Sizes for metrics: products known, stored pairs, pending pairs."""
+        return {"products": len(self.catalogue),
+                "pairs": sum(len(r) for r in self.rows.values()),
+                "pending": sum(len(r) for r in self.pending.values())}
+
+    # -- snapshots --------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Plain data, compact (nudge/scoring/itemcodec.py). Deltas come once a bucket per shard
+        while epochs are seconds apart, so the encoding is kept until the next apply."""
+        if self._snap is None:
+            snap = encode_model(self.rows, self.pending, self.catalogue, self.seen,
+                                self.counts)
+            snap.update(format=SNAPSHOT_FORMAT, half_life_ms=self.half_life_ms,
+                        shift=self.shift, at=self.at, last_shard=self.last_shard,
+                        swept_day=self.swept_day, sealed=self.sealed)
+            self._snap = snap
+        return dict(self._snap)
+
+    def restore(self, snap: dict[str, Any]) -> None:
+        """Load a snapshot. A snapshot taken with another half-life is converted: the true
+        weights are kept as of the snapshot's time and decay at the new rate from there."""
+        if snap.get("format") != SNAPSHOT_FORMAT:
+            raise ValueError(f"item model snapshot format {snap.get('format')} is not "
+                             f"{SNAPSHOT_FORMAT}")
+        (self.rows, self.pending, self.catalogue, self.seen,
+         self.counts) = decode_model(snap)
+        self.shift, self.at = snap["shift"], snap["at"]
+        self.last_shard, self.swept_day = snap["last_shard"], snap["swept_day"]
+        self.sealed = snap.get("sealed", -(2 ** 62))
+        self._trend = {}
+        self._snap = None
+        old_h = snap["half_life_ms"]
+        if old_h != self.half_life_ms and self.at is not None:
+            h, self.half_life_ms = self.half_life_ms, old_h
+            g_old = self._growth(self.at)
+            self.half_life_ms, self.shift = h, self.at // h
+            factor = self._growth(self.at) / g_old
+            for row in self.rows.values():
+                for b, w in row.items():
+                    row[b] = w * factor
+
+
+def _heaviest(item: tuple[str, float]) -> tuple[float, str]:
+    return (-item[1], item[0])

@@ -1,0 +1,120 @@
+"""De-duplication of producer retries by `messageId`, within a window of event time.
+
+A record whose messageId was seen at an effective time within `window` of its own is a
+duplicate. Ids are kept in generations of one window of event time each, so forgetting
+them costs one dict per window instead of one deletion per id. A shard asks in event-time
+order, so the usual lookup checks only the current generation and the one before; a time
+from an older generation (never in a shard, possible for other callers) checks all three
+that can hold an id within the window. Ids are forgotten only once no record the
+watermark still lets in could be within the window of them, so whether a record is a
+duplicate never depends on when the watermark moved.
+
+>>> d = MessageDedup(window=100)
+>>> d.is_duplicate("m1", 1000), d.is_duplicate("m1", 1050), d.is_duplicate("m1", 1200)
+(False, True, False)
+>>> d.expire(watermark=10_000); len(d)
+0
+>>> from nudge.core.records import Event, Kind
+>>> def view(message_id, ts): return Event(ts, "c1", 0, 0, Kind.PRODUCT_VIEWED, message_id)
+>>> [e.ts for e in d.unique([view("a", 20_000), view("a", 20_050), view("", 20_060),
+...                          view("a", 20_200)])]
+[20000, 20060, 20200]
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from nudge.core.records import Event
+
+_NONE: Final[dict[str, int]] = {}
+
+
+class MessageDedup:
+    __slots__ = ("_current", "_g", "_previous", "generations", "window")
+
+    def __init__(self, window: int) -> None:
+        self.window = max(1, window)
+        self.generations: dict[int, dict[str, int]] = {}  # ts // window -> {id: ts}
+        self._g = -1  # the newest generation and its dicts, for the usual lookup
+        self._current: dict[str, int] = _NONE
+        self._previous: dict[str, int] = _NONE
+
+    def is_duplicate(self, message_id: str, ts: int) -> bool:
+        """True if `message_id` was seen within the window of `ts`; else remember it."""
+        window = self.window
+        g = ts // window
+        if g != self._g:
+            if g < self._g:
+                return self._is_duplicate_older(message_id, ts, g)
+            self._g = g
+            self._current = self.generations.setdefault(g, {})
+            self._previous = self.generations.get(g - 1, _NONE)
+        prev = self._current.get(message_id)
+        if prev is None:
+            prev = self._previous.get(message_id)
+            if prev is None or ts - prev > window:
+                self._current[message_id] = ts
+                return False
+        return True
+
+    def unique(self, events: list[Event]) -> list[Event]:
+        """The events (in event-time order) that are not duplicates, as `is_duplicate`
+        would tell them one by one; its usual case inline, since every event asks."""
+        out: list[Event] = []
+        append = out.append
+        window = self.window
+        for ev in events:
+            mid = ev.message_id
+            if not mid:
+                append(ev)
+                continue
+            ts = ev.ts
+            if ts // window == self._g:
+                current = self._current
+                if mid in current:
+                    continue
+                prev = self._previous.get(mid)
+                if prev is not None and ts - prev <= window:
+                    continue
+                current[mid] = ts
+                append(ev)
+            elif not self.is_duplicate(mid, ts):
+                append(ev)
+        return out
+
+    def _is_duplicate_older(self, message_id: str, ts: int, g: int) -> bool:
+        window, gens = self.window, self.generations
+        for k in (g, g - 1, g + 1):
+            prev = gens.get(k, _NONE).get(message_id)
+            if prev is not None and -window <= ts - prev <= window:
+                return True
+        gens.setdefault(g, {})[message_id] = ts
+        if g == self._g - 1:
+            self._previous = gens[g]  # it may have been created just now
+        return False
+
+    def expire(self, watermark: int) -> None:
+        # Generation g holds times < (g + 1) * window; every later record has ts >= watermark,
+        # so g is useless once (g + 1) * window + window <= watermark.
+        window = self.window
+        for g in [g for g in self.generations if (g + 2) * window <= watermark]:
+            del self.generations[g]
+            if g == self._g - 1:
+                self._previous = _NONE
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self.generations.values())
+
+    def snapshot(self) -> dict[int, dict[str, int]]:
+        return self.generations
+
+    @classmethod
+    def restore(cls, window: int, snap: dict[int, Any]) -> MessageDedup:
+        d = cls(window)
+        d.generations = {int(g): dict(ids) for g, ids in snap.items()}
+        if d.generations:
+            d._g = max(d.generations)
+            d._current = d.generations[d._g]
+            d._previous = d.generations.get(d._g - 1, _NONE)
+        return d

@@ -1,0 +1,261 @@
+"""One shard of customers: records, timers, the shard's watermark, de-duplication.
+
+The customers step in flows/ holds one Shard per shard key and hands it whole batches; all
+the logic is here and in nudge/state/transitions.py, as plain Python, tested without Bytewax.
+
+Event time reaches the shard in band: every ShardChunk carries its source partition's
+watermark, after that partition's events. The shard's watermark is the minimum over all
+input partitions (a partition that ended counts as +inf; when all ended it is the largest
+event time seen, and what is due exactly then runs too).
+
+The shard is an event-time simulator. Events wait in `pending` until the watermark passes
+them (no partition can still send anything earlier: parse raises late events to the
+watermark), then run in one total order, merged with the customers' timers (journey
+stages, segment evaluations, attribution windows): by event time, then customer id, then
+source position; a timer runs after the events of its own instant, so an order or an
+unsubscribe at a stage's due time wins. Every decision, and all state the shard's
+customers share (engagement ranks, the propensity model, item statistics), is a function
+of that order alone: the same for any batching, pacing, worker count and crash-and-resume.
+
+Transaction boundary: records live in a CustomerStore (nudge/state/store.py); `snapshot()`
+commits it (encodes the records changed since the last snapshot) and returns the shard's
+whole state: the commit point Bytewax recovery rolls back to.
+"""
+
+from __future__ import annotations
+
+import heapq
+import pickle
+from operator import attrgetter
+from typing import Any, Final
+
+from nudge.core.records import Event, ProfileWrite, ShardChunk, ShardMark
+from nudge.state.dedup import MessageDedup
+from nudge.state.engagement import EngagementRanks
+from nudge.state.program import Program
+from nudge.state.store import CustomerStore
+from nudge.state.transitions import Shared, advance, apply, wake
+
+SNAPSHOT_FORMAT: Final = 4
+# The order events run in: see the module docstring and nudge.core.records.Event.
+EVENT_ORDER: Final = attrgetter("ts", "customer_id", "offset", "part")
+_TS: Final = attrgetter("ts")
+FOREVER: Final = 4_611_686_018_427_387_904  # 2**62
+
+
+class Shard:
+    def __init__(self, shard: int, program: Program, resume: dict[str, Any] | None = None,
+                 *, profiles: bool = False) -> None:
+        self.shard = shard
+        self.program = program
+        self.store = CustomerStore()
+        self.shared = Shared(program, shard, lambda: self.store.count)
+        self.timers: list[tuple[int, str]] = []  # (time, customer id); stale ones skipped
+        self.pending: list[Event] = []  # events the watermark has not passed yet
+        self.part_wm: dict[str, int] = {}
+        self.part_final: dict[str, int | None] = {}  # ended partition -> its largest time
+        self.n_parts = 0
+        self.seen = MessageDedup(program.dedup_window)
+        self.emitted: tuple[int | None, bool] | None = None
+        self.profiles = profiles
+        self.unpublished: list[tuple[str, bytes]] = []  # committed, not yet in the view
+        self.stats = {"events": 0, "duplicates": 0}
+        if resume is not None:
+            self._restore(resume)
+
+    def customer(self, customer_id: str) -> Any:
+        """A customer's record, read only (for inspection and tests)."""
+        return self.store.peek(customer_id)
+
+    # -- the batch ----------------------------------------------------------------------
+
+    def process(self, chunks: list[ShardChunk]) -> list[Any]:
+        """Feed chunks; returns the outputs (Decision, SegmentChange, Outcome, ItemDelta,
+        ProfileWrite) and, if it moved, the shard's ShardMark last."""
+        for chunk in chunks:
+            if chunk.shard != self.shard:
+                self._number(chunk.shard)
+            if chunk.events:
+                self.pending.extend(chunk.events)
+            self._observe(chunk)
+        out: list[Any] = self.publish()
+        wm, final = self.watermark()
+        if wm is not None:
+            self._run(wm, final)
+            self.seen.expire(wm)
+            if self.shared.items is not None:
+                out.extend(self.shared.items.flush(FOREVER if final else wm))
+        o = self.shared.out
+        if o.decisions or o.segments or o.outcomes:
+            out.extend(o.decisions)
+            out.extend(o.segments)
+            out.extend(o.outcomes)
+            o.decisions, o.segments, o.outcomes = [], [], []
+        mark = self._mark()
+        if mark is not None:
+            out.append(mark)
+        return out
+
+    def _number(self, shard: int) -> None:
+        # Bytewax builds a shard without its key: the number comes with the first chunk.
+        self.shard = shard
+        if self.shared.items is not None:
+            self.shared.items.shard = shard
+
+    def _ready(self, wm: int, final: bool) -> list[Event]:
+        pending = self.pending
+        if final or (pending and max(map(_TS, pending)) < wm):
+            self.pending = []
+            return pending
+        ready = [ev for ev in pending if ev.ts < wm]
+        if ready:
+            self.pending = [ev for ev in pending if ev.ts >= wm]
+        return ready
+
+    def _run(self, wm: int, final: bool) -> None:
+        """Everything the watermark has passed, in the shard's one order."""
+        ready = self._ready(wm, final)
+        ready.sort(key=_TS)  # int keys: much cheaper than EVENT_ORDER's tuples
+        if len(set(map(_TS, ready))) != len(ready):
+            ready.sort(key=EVENT_ORDER)  # two events share an instant: the full order
+        # Timers touch no message ids, so the batch's duplicates can go first.
+        unique = self.seen.unique(ready)
+        timers = self.timers
+        shared = self.shared
+        store = self.store
+        hot, dirty = store.hot.get, store.dirty.add
+        for ev in unique:
+            if timers and timers[0][0] < ev.ts:
+                self._fire(ev.ts, False)
+            cid = ev.customer_id
+            c = hot(cid)  # the usual case inline: a record in use (store.get_or_create)
+            if c is None:
+                c = store.get_or_create(cid)
+            else:
+                dirty(cid)
+            if apply(c, cid, ev, shared):
+                w = wake(c)
+                if w != c.wake and w:
+                    # A stale later entry may stay in the heap: it is skipped when popped.
+                    c.wake = w
+                    heapq.heappush(timers, (w, cid))
+        self._fire(wm, final)
+        self.stats["events"] += len(unique)
+        self.stats["duplicates"] += len(ready) - len(unique)
+
+    def _fire(self, until: int, inclusive: bool) -> None:
+        """Run the timers due before `until` (or at it, if `inclusive`), in (time, customer)
+        order."""
+        timers = self.timers
+        shared = self.shared
+        while timers and (timers[0][0] < until or (inclusive and timers[0][0] == until)):
+            t, cid = heapq.heappop(timers)
+            c = self.store.peek(cid)
+            if c is None or c.wake != t:
+                continue  # stale: the customer's next instant moved since it was pushed
+            self.store.dirty.add(cid)  # about to change
+            advance(c, cid, t, shared)
+            w = wake(c)
+            c.wake = w
+            if w:
+                heapq.heappush(timers, (w, cid))
+
+    def _observe(self, chunk: ShardChunk) -> None:
+        self.n_parts = chunk.n_parts
+        if chunk.final:
+            self.part_final[chunk.part] = chunk.max_ts
+        elif chunk.watermark is not None:
+            prev = self.part_wm.get(chunk.part)
+            if prev is None or chunk.watermark > prev:
+                self.part_wm[chunk.part] = chunk.watermark
+
+    def watermark(self) -> tuple[int | None, bool]:
+        """(watermark, all inputs ended). None until every partition has reported."""
+        if not self.n_parts:
+            return None, False
+        if len(self.part_final) >= self.n_parts:
+            ends = [t for t in self.part_final.values() if t is not None]
+            ends.extend(self.part_wm.values())
+            return (max(ends) if ends else None), True
+        open_parts = [wm for p, wm in self.part_wm.items() if p not in self.part_final]
+        if len(open_parts) + len(self.part_final) < self.n_parts:
+            return None, False
+        return min(open_parts), False
+
+    def _mark(self) -> ShardMark | None:
+        state = self.watermark()
+        if state == self.emitted or (state[0] is None and not state[1]):
+            return None
+        self.emitted = state
+        return ShardMark(self.shard, state[0], state[1])
+
+    # -- the profile view ---------------------------------------------------------------
+
+    def publish(self) -> list[Any]:
+        """The records committed at the last snapshot, for the queryable profile view, and
+        the shard's shared state (model, engagement ranks) under `__shard__/<n>`."""
+        if not self.unpublished:
+            return []
+        out: list[Any] = [ProfileWrite(cid, data) for cid, data in self.unpublished]
+        out.append(ProfileWrite(f"__shard__/{self.shard}", pickle.dumps(self.shared_state())))
+        self.unpublished = []
+        return out
+
+    def shared_state(self) -> dict[str, Any]:
+        s = self.shared
+        return {
+            "model": s.model.snapshot() if s.model is not None else None,
+            "engagement": s.ranks.snapshot(),
+            "population": self.store.count,
+            "stats": dict(self.stats, dropped_windows=s.dropped_windows),
+        }
+
+    # -- the transaction boundary ---------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        committed = self.store.commit()
+        if self.profiles:
+            self.unpublished.extend(self.store.last_commit)
+        return {
+            "format": SNAPSHOT_FORMAT,
+            "shard": self.shard,
+            "store": committed,
+            "timers": self.timers,
+            "pending": self.pending,
+            "part_wm": self.part_wm,
+            "part_final": self.part_final,
+            "n_parts": self.n_parts,
+            "seen": self.seen.snapshot(),
+            "emitted": self.emitted,
+            "shared": self.shared_state(),
+            "items": self.shared.items.snapshot() if self.shared.items is not None else None,
+            "unpublished": self.unpublished,
+        }
+
+    def _restore(self, snap: dict[str, Any]) -> None:
+        if snap.get("format") != SNAPSHOT_FORMAT:
+            raise ValueError(f"shard {self.shard}: snapshot format {snap.get('format')} is not "
+                             f"{SNAPSHOT_FORMAT}: this recovery store was written by another "
+                             "version of Nudge; start with a new recovery.dir")
+        self.shard = snap["shard"]
+        self.store = CustomerStore(dict(snap["store"]))
+        self.shared.population = lambda: self.store.count
+        self.timers = list(snap["timers"])
+        heapq.heapify(self.timers)
+        self.pending = list(snap["pending"])
+        self.part_wm = dict(snap["part_wm"])
+        self.part_final = dict(snap["part_final"])
+        self.n_parts = snap["n_parts"]
+        self.seen = MessageDedup.restore(self.program.dedup_window, snap["seen"])
+        emitted = snap["emitted"]
+        self.emitted = (emitted[0], emitted[1]) if emitted is not None else None
+        shared = snap["shared"]
+        if shared["model"] is not None and self.shared.model is not None:
+            self.shared.model.restore(shared["model"])
+        self.shared.ranks = EngagementRanks(shared["engagement"], lazy=not self.program.ranked)
+        self.shared.dropped_windows = shared["stats"].get("dropped_windows", 0)
+        if snap["items"] is not None and self.shared.items is not None:
+            self.shared.items.restore(snap["items"])
+        self._number(self.shard)
+        self.unpublished = list(snap["unpublished"])
+
