@@ -24,6 +24,8 @@ class EspServer:
     `fault_rate` (30% unless told) from a seeded RNG, else 202. Every request body is
     recorded. `delay` slows every answer down; while `hold` is cleared, requests wait for
     it (an ESP that stopped answering); `max_in_flight` is the most requests seen at once.
+    With `together` = n, the first n requests are held until all n are in flight at once (a
+    barrier: it proves concurrency without timing; `gate.broken` if they never were).
 
     Like ESPs that support an `Idempotency-Key` header, a repeated key is answered 202 and
     not accepted twice; a "slow" answer accepts the message and answers after the client
@@ -42,9 +44,12 @@ class EspServer:
     port: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
+    together: int = 0
+    arrived: int = 0
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
+        self.gate = threading.Barrier(max(self.together, 1), timeout=30)
         self.lock = threading.Lock()
         self.hold = threading.Event()
         self.hold.set()
@@ -76,6 +81,8 @@ def _handler(server: EspServer) -> type[BaseHTTPRequestHandler]:
             with server.lock:
                 server.in_flight += 1
                 server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                server.arrived += 1
+                held = server.arrived <= server.together
             done = False
 
             def answered() -> None:
@@ -88,6 +95,11 @@ def _handler(server: EspServer) -> type[BaseHTTPRequestHandler]:
                         server.in_flight -= 1
 
             try:
+                if held:
+                    try:
+                        server.gate.wait()
+                    except threading.BrokenBarrierError:
+                        pass  # the test asserts `gate.broken`
                 server.hold.wait()
                 if server.delay:
                     time.sleep(server.delay)

@@ -111,14 +111,11 @@ def test_broker_unreachable_at_start_is_a_clear_error_after_retries(tmp_path: Pa
     closed = f"127.0.0.1:{free_port()}"
     conf = write_config(tmp_path / "nudge.toml", tmp_path,
                         kafka={"brokers": [closed], "topic": "shop-nowhere"})
-    started = time.monotonic()
     result = subprocess.run(
         [sys.executable, "-m", "nudge", "run", "--config", str(conf), "--bounded"],
         cwd=ROOT, text=True, capture_output=True, timeout=150, check=False, env=env())
-    elapsed = time.monotonic() - started
     err = result.stderr
-    assert result.returncode == 2, err[-3000:]
-    assert elapsed < 120, f"took {elapsed:.0f} s"
+    assert result.returncode == 2, err[-3000:]  # within the timeout: it gave up by itself
 
     lines = [line for line in err.splitlines() if line.strip()]
     last = lines[-1]
@@ -171,7 +168,7 @@ def test_broker_gone_mid_run_warns_retries_and_resumes(proxied: tuple[Broker, Pr
         cut_at = time.monotonic()
         warning = re.compile(r" WARNING nudge\.kafka\.source: Kafka 127\.0\.0\.1:\d+ topic "
                              rf"{topic} partition 0: .+; retrying")
-        assert wait_for(lambda: warning.search(log()) or proc.poll() is not None, 15), \
+        assert wait_for(lambda: warning.search(log()) or proc.poll() is not None, 60), \
             log()[-3000:]
         while time.monotonic() - cut_at < 7:  # the outage lasts; the process stays up
             assert proc.poll() is None, log()[-3000:]
@@ -205,18 +202,14 @@ def test_broker_gone_mid_run_warns_retries_and_resumes(proxied: tuple[Broker, Pr
 
 def test_no_heartbeats_during_an_outage_and_again_after_it(proxied: tuple[Broker, Proxy],
                                                            tmp_path: Path,
-                                                           caplog: pytest.LogCaptureFixture,
-                                                           monkeypatch: pytest.MonkeyPatch
+                                                           caplog: pytest.LogCaptureFixture
                                                            ) -> None:
     """The source itself: a caught-up live partition sends heartbeats; while the broker is
     away it sends none (it may not be caught up: event time must not run ahead of records
     it cannot see) and repeats its warning while the outage lasts; after it, it reads again
     and the heartbeats resume, with no new record on the topic (a quiet partition must not
     stall)."""
-    from nudge.kafka import source as kafka
-    from nudge.kafka.source import _KafkaPartition
-
-    monkeypatch.setattr(kafka, "OUTAGE_LOG_EVERY_S", 1.0)  # 30 s in production
+    from nudge.kafka.source import OUTAGE_LOG_EVERY_S, _KafkaPartition
 
     broker, proxy = proxied
     topic = broker.create_topic("shop-quiet", partitions=1)
@@ -224,7 +217,9 @@ def test_no_heartbeats_during_an_outage_and_again_after_it(proxied: tuple[Broker
     conf = write_config(tmp_path / "nudge.toml", tmp_path,
                         kafka={"brokers": [proxy.address], "topic": topic})
     cfg = config_mod.load(str(conf))
-    part = _KafkaPartition(cfg.kafka, cfg.events, 0, 1, None, True, time.time)
+    skew = [0.0]  # the source's clock: real time, moved on by the test to repeat the warning
+    part = _KafkaPartition(cfg.kafka, cfg.events, 0, 1, None, True,
+                           lambda: time.time() + skew[0])
     caplog.set_level(logging.INFO, logger="nudge.kafka.source")
     records: list[tuple[int, bytes]] = []
     heartbeats: list[float] = []
@@ -250,10 +245,14 @@ def test_no_heartbeats_during_an_outage_and_again_after_it(proxied: tuple[Broker
         proxy.cut()
         assert run_until(lambda: "; retrying" in messages(), 15), messages()
         outage_seen = time.monotonic()
-        run_until(lambda: False, 4)
+        run_until(lambda: False, 2)
         assert not [t for t in heartbeats if t > outage_seen], "heartbeats during the outage"
         assert f"topic {topic} partition 0" in messages()
+        assert "still failing" not in messages()  # not before OUTAGE_LOG_EVERY_S of its clock
+        skew[0] += OUTAGE_LOG_EVERY_S + 1
+        step()
         assert re.search(rf"topic {topic} partition 0: still failing after \d+ s", messages())
+        assert not [t for t in heartbeats if t > outage_seen], "heartbeats during the outage"
         proxy.restore()
         restored = time.monotonic()
         assert run_until(lambda: any(t > restored for t in heartbeats), 30), messages()

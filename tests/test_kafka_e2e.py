@@ -113,15 +113,14 @@ def test_live_run_sends_a_due_stage_within_seconds(broker: Broker, tmp_path: Pat
         while not emails and time.time() < deadline:
             time.sleep(1)
             emails = broker.consume_all(f"{topic}-emails")
-        sent_at = time.time()
     finally:
         proc.kill()
         out = proc.communicate()[0].decode()
     assert emails, out[-3000:]
     email = orjson.loads(emails[0][3])
     assert email["customer_id"] == "u" and email["stage"] == 1
-    # due at now+4 s, lateness 1 s, heartbeats every 0.5 s; polling the topic adds ~1 s
-    assert sent_at - now < 30
+    # No event follows the cart: only the idle partition's heartbeats moved event time past
+    # the stage's due instant, so the email proves them (no wall-clock bound asserted).
 
 
 def test_delivery_dead_letters_go_to_the_dead_letter_topic(broker: Broker, tmp_path: Path) -> None:

@@ -116,6 +116,7 @@ class _KafkaPartition(StatefulSourcePartition[Item, int]):
         self._done = False
         self._outage_since: float | None = None
         self._outage_logged = 0.0
+        self._outage_error = ""
         self._outage_began = False  # since the last next_batch
         self._need_seek = False
         self._fatal: KafkaError | None = None
@@ -149,18 +150,24 @@ class _KafkaPartition(StatefulSourcePartition[Item, int]):
             self._transient(err)
 
     def _transient(self, err: KafkaError) -> None:
-        now = self._clock()
+        self._outage_error = err.str()
         if self._outage_since is None:
+            now = self._clock()
             self._outage_since = now
             self._outage_logged = now
             self._outage_began = True
             log.warning("Kafka %s topic %s partition %d: %s; retrying (librdkafka backoff)",
                         self._brokers, self._topic, self._partition, err.str())
-        elif now - self._outage_logged >= OUTAGE_LOG_EVERY_S:
+
+    def _still_failing(self) -> None:
+        """Repeat the warning while the outage lasts. Driven by this source's own polls, not
+        by librdkafka's error callback, which may stay silent between reconnect attempts."""
+        now = self._clock()
+        if self._outage_since is not None and now - self._outage_logged >= OUTAGE_LOG_EVERY_S:
             self._outage_logged = now
             log.warning("Kafka %s topic %s partition %d: still failing after %.0f s: %s",
                         self._brokers, self._topic, self._partition,
-                        now - self._outage_since, err.str())
+                        now - self._outage_since, self._outage_error)
 
     def next_batch(self) -> list[Item]:
         if self._done:
@@ -205,6 +212,8 @@ class _KafkaPartition(StatefulSourcePartition[Item, int]):
                      self._brokers, self._topic, self._partition,
                      self._clock() - self._outage_since)
             self._outage_since = None
+        elif self._outage_since is not None:
+            self._still_failing()
         if self._need_seek:
             # Restart the fetch at the next offset (after every record returned so far):
             # librdkafka sends no second EOF at an unchanged end, so without this a quiet
