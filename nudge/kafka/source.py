@@ -5,7 +5,7 @@ Like Bytewax's own KafkaSource: one Bytewax partition per Kafka partition, `assi
 consumer group: the position lives in Bytewax's snapshot), resume from the snapshotted
 offset. Unlike it: each batch becomes one RawChunk (records with their offsets), and a
 partition that is caught up and idle emits heartbeat chunks so event time keeps moving in
-live mode (DESIGN.md, "Idle live partitions").
+live mode (docs/design.md, "Idle live partitions").
 
 "Caught up" is judged by the partition-EOF event librdkafka sends when a fetch reaches the
 end of the log, never by comparing with `get_watermark_offsets` (which some brokers
