@@ -43,8 +43,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from river import linear_model, optim, preprocessing
-
 SNAPSHOT_FORMAT = 1
 BINS = 1000
 EPS = 1e-15  # probabilities are clipped to [EPS, 1 - EPS] for the log loss
@@ -203,6 +201,10 @@ class PropensityModel:
         # 0.311 against 0.384 without one (base rate alone: 0.324).
         if not 0 < prior < 1:
             raise ValueError(f"prior must be between 0 and 1, not {prior}")
+        # River (with SciPy and NumPy) takes ~1-2 s to import: only a flow with the model on
+        # pays it, when the model is built (or unpickled from a snapshot), not at start-up.
+        from river import linear_model, optim, preprocessing
+
         self.pipeline = preprocessing.StandardScaler() | linear_model.LogisticRegression(
             optimizer=optim.SGD(learning_rate), l2=l2,
             intercept_lr=intercept_lr if intercept_lr is not None else 10 * learning_rate,
