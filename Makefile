@@ -10,7 +10,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install compile pure demo test test-fast lint bench fuzz chaos clean
+.PHONY: install compile pure demo test test-fast lint bench fuzz chaos clean docs
 
 $(STAMP): pyproject.toml
 	@test -n "$(PY)" || { echo "need Python 3.11 or 3.12 (apt-get install python3.11-venv)"; exit 1; }
@@ -49,6 +49,10 @@ test: install lint
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow and not broker"
+
+# docs/configuration.md from the config's declarations (a test fails when it is not current)
+docs: install
+	$(BIN)/python -m nudge.tools.configdoc --write
 
 bench: install
 	@$(NATIVE)

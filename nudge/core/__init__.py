@@ -1,7 +1,8 @@
 """The foundation every stage imports: records, configuration, errors, ids, event time.
 
     records.py        the typed records that flow between steps (events, decisions, emails)
-    config.py         the configuration, loaded and checked once (configtable, journeyconfig)
+    config.py         the configuration, loaded and checked once; each key declared once
+                      (configspec: the declarations' types; configtable; journeyconfig)
     errors.py         the error tree: everything a user can cause is a NudgeError
     ids.py            stable ids: shard hash, key digests, log ids without personal data
     timefmt.py        event time: instants, durations, ISO 8601

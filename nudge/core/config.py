@@ -1,5 +1,8 @@
 """Configuration: one TOML file, every value with a default, validated once at start-up.
 
+Each key is declared once, below and in nudge/core/journeyconfig.py: a field of a frozen
+dataclass with its type, default and doc (nudge/core/configspec.py). Loading, the errors and
+the reference in docs/configuration.md (`python -m nudge.tools.configdoc`) derive from that.
 A bad file fails fast with the key path and the reason:
 
 >>> load_text('[caps]\\nwindow = "1x"')
@@ -10,19 +13,30 @@ nudge.core.errors.ConfigError: config caps.window: invalid duration '1x' (use e.
 >>> [stage.delay for stage in cfg.trigger("cart_abandonment").stages]
 [1800000, 86400000]
 
-Journeys, segments, features, the model and recommendations: nudge/core/journeyconfig.py.
+To add a key: add a field to the dataclass of its table with `setting(default, "doc")` and its
+type; then regenerate docs/configuration.md (`python -m nudge.tools.configdoc --write`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import tomllib
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from nudge.core.configtable import Table, clock, non_negative
+from nudge.core.configspec import (
+    Clock,
+    Duration,
+    NonEmpty,
+    NonNegative,
+    Positive,
+    read,
+    section,
+    setting,
+)
+from nudge.core.configtable import Table
 from nudge.core.errors import ConfigError
 from nudge.core.journeyconfig import (
     FeaturesConfig,
@@ -30,113 +44,181 @@ from nudge.core.journeyconfig import (
     RecommendConfig,
     SegmentConfig,
     TriggerConfig,
-    parse_features,
-    parse_model,
-    parse_recommendations,
+    default_triggers,
     parse_segments,
     parse_triggers,
 )
 from nudge.core.timefmt import parse_duration
 
+Transport = Literal["outbox", "esp", "smtp", "kafka", "none"]
+
 
 @dataclass(frozen=True, slots=True)
 class KafkaConfig:
-    brokers: tuple[str, ...] = ("localhost:9092",)
-    topic: str = "shop-events"
-    dead_letter_topic: str = "nudge-dead-letters"
-    decisions_topic: str = "nudge-decisions"
-    email_topic: str = "nudge-emails"
-    segments_topic: str = "nudge-segments"
-    outcomes_topic: str = "nudge-outcomes"
-    batch_size: int = 10_000  # records a chunk; a chunk costs once per shard
-    tail: bool = True
-    client_config: tuple[tuple[str, str], ...] = ()
+    brokers: Annotated[tuple[str, ...], NonEmpty("needs at least one host:port")] = setting(
+        ("localhost:9092",), "Bootstrap brokers, `host:port`.")
+    topic: str = setting("shop-events", "The topic of shop events Nudge reads.")
+    dead_letter_topic: str = setting(
+        "nudge-dead-letters", "Dead letters go here when an output is set to `\"kafka\"`.")
+    decisions_topic: str = setting(
+        "nudge-decisions", "Decisions go here when `outputs.decisions = \"kafka\"`.")
+    email_topic: str = setting(
+        "nudge-emails", "Rendered emails go here when `delivery.transport = \"kafka\"`.")
+    segments_topic: str = setting(
+        "nudge-segments", "Segment changes go here when `outputs.segments = \"kafka\"`.")
+    outcomes_topic: str = setting(
+        "nudge-outcomes", "Attribution outcomes go here when `outputs.outcomes = \"kafka\"`.")
+    batch_size: Positive = setting(
+        10_000, "Records a consumer hands the flow at once; a batch costs once per shard.")
+    tail: bool = setting(
+        True, "Keep reading at the end of the topic (live); false stops there (`--bounded`).")
+    client_config: tuple[tuple[str, str], ...] = setting(
+        (), "librdkafka properties applied last to every client (TLS, SASL, timeouts), e.g. "
+            "`{ \"security.protocol\" = \"SASL_SSL\" }`.", kind="table of librdkafka properties")
 
 
 @dataclass(frozen=True, slots=True)
 class EventsConfig:
-    max_payload_bytes: int = 64 * 1024
-    dedup_window: int = parse_duration("24h")
-    allowed_lateness: int = parse_duration("1m")
-    heartbeat_interval: int = parse_duration("500ms")
-    max_future_skew: int = parse_duration("1d")
-    ignore: tuple[str, ...] = ()
-    batch_size: int = 10_000  # records a chunk; a chunk costs once per shard
+    max_payload_bytes: Positive = setting(
+        64 * 1024, "A larger event is a dead letter (`payload_too_large`).")
+    dedup_window: Duration = setting(
+        parse_duration("24h"), "A repeated `messageId` within this much event time is dropped.")
+    allowed_lateness: Duration = setting(
+        parse_duration("1m"), "How far behind the newest event time an event may arrive and "
+                              "still count; an event takes effect this long after it happened.")
+    heartbeat_interval: Duration = setting(
+        parse_duration("500ms"), "Live mode: how often an idle, caught-up partition advances "
+                                 "event time to the wall clock minus `allowed_lateness`.")
+    max_future_skew: Duration = setting(
+        parse_duration("1d"), "An event stamped later than now plus this is a dead letter.")
+    ignore: tuple[str, ...] = setting(
+        (), "Event names dropped and counted; any other unknown name is a dead letter.")
+    batch_size: Positive = setting(
+        10_000, "File input: lines handed the flow at once; a batch costs once per shard.")
 
 
 @dataclass(frozen=True, slots=True)
 class CapsConfig:
-    max_emails: int = 1
-    window: int = parse_duration("24h")
+    max_emails: Positive = setting(1, "Emails a customer gets at most within `window`, across "
+                                      "all journeys.")
+    window: Duration = setting(parse_duration("24h"), "The frequency cap's sliding window.")
 
 
 @dataclass(frozen=True, slots=True)
 class QuietHoursConfig:
-    enabled: bool = False
-    start: int = 21 * 60  # minutes after local midnight
-    end: int = 8 * 60
-    default_timezone: str = "UTC"
-    action: str = "defer"  # or "suppress"
+    enabled: bool = setting(False, "Hold emails due in the customer's local night.")
+    start: Clock = setting(21 * 60, "Local time the quiet hours start.", shown="21:00")
+    end: Clock = setting(8 * 60, "Local time they end (may be the next morning).", shown="08:00")
+    default_timezone: str = setting(
+        "UTC", "IANA timezone of customers whose events carry none.")
+    action: Literal["defer", "suppress"] = setting(
+        "defer", "`defer` sends at the end of the quiet hours; `suppress` drops the email.")
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        try:
+            ZoneInfo(self.default_timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            yield "default_timezone", f"unknown IANA timezone {self.default_timezone!r}"
+        if self.enabled and self.start == self.end:
+            yield "end", "quiet hours must not start and end at the same time"
 
 
 @dataclass(frozen=True, slots=True)
 class RenderConfig:
-    strict: bool = False
-    shop_name: str = "Nudge Demo Shop"
-    shop_url: str = "https://shop.example"
-    from_email: str = "hello@shop.example"
-    from_name: str = "Nudge Demo Shop"
-    reply_to: str = ""
-    unsubscribe_url: str = "https://shop.example/unsubscribe?token={token}"
-    unsubscribe_mailto: str = "unsubscribe@shop.example"
-    unsubscribe_secret: str = "change-me"
-    utm_source: str = "nudge"
-    utm_medium: str = "email"
-    currency: str = "EUR"
+    strict: bool = setting(
+        False, "A missing template variable is an error (tests) instead of empty text and a "
+               "warning.")
+    shop_name: str = setting("Nudge Demo Shop", "The shop's name in emails.")
+    shop_url: str = setting("https://shop.example", "The shop's home page.")
+    from_email: str = setting("hello@shop.example", "The sender's address.")
+    from_name: str = setting("Nudge Demo Shop", "The sender's display name.")
+    reply_to: str = setting("", "A Reply-To address; empty: none.")
+    unsubscribe_url: str = setting(
+        "https://shop.example/unsubscribe?token={token}",
+        "One-click unsubscribe link; `{token}` becomes a signed token of the customer.")
+    unsubscribe_mailto: str = setting(
+        "unsubscribe@shop.example", "The `mailto:` of the List-Unsubscribe header.")
+    unsubscribe_secret: str = setting(
+        "change-me", "The key that signs unsubscribe tokens.")
+    utm_source: str = setting("nudge", "`utm_source` added to the emails' links.")
+    utm_medium: str = setting("email", "`utm_medium` added to the emails' links.")
+    currency: str = setting("EUR", "ISO 4217 currency of prices shown.")
 
 
 @dataclass(frozen=True, slots=True)
-class EspConfig:
-    url: str = "https://api.sendgrid.com/v3/mail/send"
-    api_key_env: str = "NUDGE_ESP_API_KEY"
-    timeout: int = parse_duration("10s")
-    max_attempts: int = 5
-    backoff_base: int = parse_duration("500ms")
-    backoff_max: int = parse_duration("30s")
+class RetrySettings:
+    """Retries with exponential backoff and jitter (nudge/delivery/retry.py)."""
+
+    max_attempts: Positive = setting(
+        5, "Sends of an email before a temporary failure is dead-lettered.")
+    backoff_base: Duration = setting(
+        parse_duration("500ms"), "The wait before the first retry, at most (full jitter); it "
+                                 "doubles each retry.")
+    backoff_max: Duration = setting(
+        parse_duration("30s"), "The longest wait between retries (a longer `Retry-After` is "
+                               "honoured up to 60 s).")
 
 
 @dataclass(frozen=True, slots=True)
-class SmtpConfig:
-    host: str = "localhost"
-    port: int = 25
-    username: str = ""
-    password_env: str = "NUDGE_SMTP_PASSWORD"
-    starttls: bool = False
-    timeout: int = parse_duration("10s")
-    max_attempts: int = 5
-    backoff_base: int = parse_duration("500ms")
-    backoff_max: int = parse_duration("30s")
+class EspConfig(RetrySettings):
+    url: str = setting("https://api.sendgrid.com/v3/mail/send",
+                       "The ESP's send endpoint (SendGrid v3 mail/send shape).")
+    api_key_env: str = setting("NUDGE_ESP_API_KEY",
+                               "The environment variable that holds the API key.")
+    timeout: Duration = setting(parse_duration("10s"), "One request's timeout.")
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpConfig(RetrySettings):
+    host: str = setting("localhost", "The SMTP server.")
+    port: Positive = setting(25, "Its port.")
+    username: str = setting("", "Login name; empty: no login.")
+    password_env: str = setting("NUDGE_SMTP_PASSWORD",
+                                "The environment variable that holds the password.")
+    starttls: bool = setting(False, "Upgrade the connection with STARTTLS before sending.")
+    timeout: Duration = setting(parse_duration("10s"), "One connection's timeout.")
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaDeliveryConfig:
+    max_attempts: Positive = setting(
+        5, "Times an email is produced before a failed delivery report dead-letters it; the "
+           "producer already retries and backs off within each (librdkafka `retries`, "
+           "`retry.backoff.ms` in `kafka.client_config`).")
 
 
 @dataclass(frozen=True, slots=True)
 class DeliveryConfig:
-    transport: str = "outbox"  # outbox | esp | smtp | kafka | none (decisions only)
-    outbox_dir: str = "var/outbox"
-    ledger_dir: str = "var/ledger"
-    concurrency: int = 8  # sender threads
-    queue_size: int = 1000  # emails waiting for a sender; a full queue holds the flow back
-    rate_limit: int = 0  # sends per second across all senders; 0 = unlimited
-    esp: EspConfig = field(default_factory=EspConfig)
-    smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    transport: Transport = setting(
+        "outbox", "Where emails go: `outbox` (.eml files), `esp` (HTTP), `smtp`, `kafka` "
+                  "(`kafka.email_topic`) or `none` (decisions only). The outbox does not "
+                  "retry: a failed write is dead-lettered at once.")
+    outbox_dir: str = setting("var/outbox", "The outbox transport's directory.")
+    ledger_dir: str = setting(
+        "var/ledger", "The send ledger (RocksDB): every email's outcome, so none is sent twice.")
+    concurrency: Positive = setting(8, "Sender threads (esp, smtp).")
+    queue_size: Positive = setting(
+        1000, "Emails waiting for a sender thread; a full queue holds the flow back.")
+    rate_limit: NonNegative = setting(
+        0, "Sends per second across all senders (retries count); 0: unlimited.")
+    esp: EspConfig = section(EspConfig, "The HTTP ESP transport.")
+    smtp: SmtpConfig = section(SmtpConfig, "The SMTP transport.")
+    kafka: KafkaDeliveryConfig = section(KafkaDeliveryConfig, "The Kafka transport.")
 
 
 @dataclass(frozen=True, slots=True)
 class OutputsConfig:
-    decisions: str = "var/decisions.jsonl"  # a path, or "kafka" for kafka.decisions_topic
-    dead_letters: str = "var/dead-letters.jsonl"  # a path, or "kafka"
-    segments: str = "var/segments.jsonl"  # membership changes: a path, "kafka", or "" (off)
-    outcomes: str = "var/outcomes.jsonl"  # did a decision convert: a path, "kafka", or ""
-    profiles: str = "var/profiles"  # the queryable profile view (RocksDB dir), or "" (off)
+    decisions: str = setting("var/decisions.jsonl",
+                             "The decision log: a path, or `\"kafka\"` (`kafka.decisions_topic`).")
+    dead_letters: str = setting(
+        "var/dead-letters.jsonl",
+        "Dead letters: a path, or `\"kafka\"` (`kafka.dead_letter_topic`).")
+    segments: str = setting("var/segments.jsonl",
+                            "Segment membership changes: a path, `\"kafka\"`, or `\"\"` (off).")
+    outcomes: str = setting("var/outcomes.jsonl",
+                            "Did a decision convert: a path, `\"kafka\"`, or `\"\"` (off).")
+    profiles: str = setting("var/profiles",
+                            "The queryable profile view (a RocksDB directory), or `\"\"` (off).")
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,38 +226,46 @@ class DeadLetterReplayConfig:
     """`nudge deadletters replay`: which dead letters were re-fed (RocksDB, kept across runs
     so none is re-fed twice) and where replay files for file input go."""
 
-    state_dir: str = "var/replayed-dead-letters"
-    out_dir: str = "var/replay"  # one subdirectory per run
+    state_dir: str = setting("var/replayed-dead-letters",
+                             "Which dead letters were re-fed already (RocksDB, kept across runs).")
+    out_dir: str = setting("var/replay", "Replay files for file input, one directory per run.")
 
 
 @dataclass(frozen=True, slots=True)
 class RecoveryConfig:
-    dir: str = ""  # empty: no recovery
-    snapshot_interval: int = parse_duration("10s")
-    backup_interval: int = parse_duration("0s")
-
-
-def default_triggers() -> tuple[TriggerConfig, ...]:
-    return parse_triggers(Table({}, "triggers"))
+    dir: str = setting("", "Bytewax's recovery store (`nudge recovery init`); empty: no "
+                           "recovery.")
+    snapshot_interval: Duration = setting(
+        parse_duration("10s"), "How often state is snapshotted: how much input a crash re-reads.")
+    backup_interval: Duration = setting(
+        parse_duration("0s"), "How long old snapshots are kept (for storage backed up with a "
+                              "delay).")
 
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    shards: int = 64
-    kafka: KafkaConfig = field(default_factory=KafkaConfig)
-    events: EventsConfig = field(default_factory=EventsConfig)
-    triggers: tuple[TriggerConfig, ...] = field(default_factory=default_triggers)
-    segments: tuple[SegmentConfig, ...] = ()
-    features: FeaturesConfig = field(default_factory=FeaturesConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    recommendations: RecommendConfig = field(default_factory=RecommendConfig)
-    caps: CapsConfig = field(default_factory=CapsConfig)
-    quiet_hours: QuietHoursConfig = field(default_factory=QuietHoursConfig)
-    render: RenderConfig = field(default_factory=RenderConfig)
-    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
-    outputs: OutputsConfig = field(default_factory=OutputsConfig)
-    recovery: RecoveryConfig = field(default_factory=RecoveryConfig)
-    dead_letter_replay: DeadLetterReplayConfig = field(default_factory=DeadLetterReplayConfig)
+    shards: Positive = setting(
+        64, "Customer shards; stored schema: recovery state is keyed by shard.")
+    kafka: KafkaConfig = section(KafkaConfig, "The Kafka brokers and topics.")
+    events: EventsConfig = section(EventsConfig, "What counts as a valid event, and event time.")
+    triggers: tuple[TriggerConfig, ...] = setting(
+        doc="Journeys, each `[triggers.<name>]`; a preset's name starts from the preset.",
+        factory=default_triggers, parse=lambda t, name: parse_triggers(t.table(name)),
+        named=True)
+    segments: tuple[SegmentConfig, ...] = setting(
+        (), "Segments, each `[segments.<name>]` with a rule over the features.",
+        parse=lambda t, name: parse_segments(t.table(name)), named=True)
+    features: FeaturesConfig = section(FeaturesConfig, "How features are computed.")
+    model: ModelConfig = section(ModelConfig, "The propensity model and the incentive.")
+    recommendations: RecommendConfig = section(RecommendConfig, "Product recommendations.")
+    caps: CapsConfig = section(CapsConfig, "The frequency cap, across all journeys.")
+    quiet_hours: QuietHoursConfig = section(QuietHoursConfig, "No email in the local night.")
+    render: RenderConfig = section(RenderConfig, "What emails say and link to.")
+    delivery: DeliveryConfig = section(DeliveryConfig, "How emails are sent.")
+    outputs: OutputsConfig = section(OutputsConfig, "Where the flow's records go.")
+    recovery: RecoveryConfig = section(RecoveryConfig, "Crash and resume.")
+    dead_letter_replay: DeadLetterReplayConfig = section(
+        DeadLetterReplayConfig, "`nudge deadletters replay`.")
 
     def trigger(self, name: str) -> TriggerConfig:
         for t in self.triggers:
@@ -190,138 +280,8 @@ class Config:
         return tuple(t for t in self.triggers if t.enabled)
 
 
-def _kafka(t: Table) -> KafkaConfig:
-    d = KafkaConfig()
-    brokers = t.strings("brokers", d.brokers)
-    if not brokers:
-        raise ConfigError(t.key("brokers"), "needs at least one host:port")
-    client = t.get("client_config", dict, {})
-    cfg = KafkaConfig(
-        brokers=brokers,
-        topic=t.get("topic", str, d.topic),
-        dead_letter_topic=t.get("dead_letter_topic", str, d.dead_letter_topic),
-        decisions_topic=t.get("decisions_topic", str, d.decisions_topic),
-        email_topic=t.get("email_topic", str, d.email_topic),
-        segments_topic=t.get("segments_topic", str, d.segments_topic),
-        outcomes_topic=t.get("outcomes_topic", str, d.outcomes_topic),
-        batch_size=t.positive_int("batch_size", d.batch_size),
-        tail=t.get("tail", bool, d.tail),
-        client_config=tuple(sorted((str(k), str(v)) for k, v in client.items())),
-    )
-    t.done()
-    return cfg
-
-
-def _events(t: Table) -> EventsConfig:
-    d = EventsConfig()
-    cfg = EventsConfig(
-        max_payload_bytes=t.positive_int("max_payload_bytes", d.max_payload_bytes),
-        dedup_window=t.duration("dedup_window", d.dedup_window),
-        allowed_lateness=t.duration("allowed_lateness", d.allowed_lateness),
-        heartbeat_interval=t.duration("heartbeat_interval", d.heartbeat_interval),
-        max_future_skew=t.duration("max_future_skew", d.max_future_skew),
-        ignore=t.strings("ignore", d.ignore),
-        batch_size=t.positive_int("batch_size", d.batch_size),
-    )
-    t.done()
-    return cfg
-
-
-def _quiet_hours(t: Table) -> QuietHoursConfig:
-    d = QuietHoursConfig()
-    tz = t.get("default_timezone", str, d.default_timezone)
-    try:
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(t.key("default_timezone"), f"unknown IANA timezone {tz!r}") from None
-    cfg = QuietHoursConfig(
-        enabled=t.get("enabled", bool, d.enabled),
-        start=clock(t, "start", d.start),
-        end=clock(t, "end", d.end),
-        default_timezone=tz,
-        action=t.choice("action", ("defer", "suppress"), d.action),
-    )
-    if cfg.start == cfg.end and cfg.enabled:
-        raise ConfigError(t.key("end"), "quiet hours must not start and end at the same time")
-    t.done()
-    return cfg
-
-
-def _strings_table(t: Table, cls: type, defaults: Any) -> Any:
-    values = {}
-    for f in dataclasses.fields(cls):
-        name = f.name
-        default = getattr(defaults, name)
-        if isinstance(default, bool):
-            values[name] = t.get(name, bool, default)
-        elif isinstance(default, int):
-            if name in {"timeout", "backoff_base", "backoff_max"}:
-                values[name] = t.duration(name, default)
-            else:
-                values[name] = t.positive_int(name, default)
-        elif isinstance(default, str):
-            values[name] = t.get(name, str, default)
-    t.done()
-    return cls(**values)
-
-
-def _delivery(t: Table) -> DeliveryConfig:
-    d = DeliveryConfig()
-    cfg = DeliveryConfig(
-        transport=t.choice("transport", ("outbox", "esp", "smtp", "kafka", "none"), d.transport),
-        outbox_dir=t.get("outbox_dir", str, d.outbox_dir),
-        ledger_dir=t.get("ledger_dir", str, d.ledger_dir),
-        concurrency=t.positive_int("concurrency", d.concurrency),
-        queue_size=t.positive_int("queue_size", d.queue_size),
-        rate_limit=non_negative(t, "rate_limit", d.rate_limit),
-        esp=_strings_table(t.table("esp"), EspConfig, d.esp),
-        smtp=_strings_table(t.table("smtp"), SmtpConfig, d.smtp),
-    )
-    t.done()
-    return cfg
-
-
-def _recovery(t: Table) -> RecoveryConfig:
-    d = RecoveryConfig()
-    cfg = RecoveryConfig(
-        dir=t.get("dir", str, d.dir),
-        snapshot_interval=t.duration("snapshot_interval", d.snapshot_interval),
-        backup_interval=t.duration("backup_interval", d.backup_interval),
-    )
-    t.done()
-    return cfg
-
-
 def from_dict(data: dict[str, Any]) -> Config:
-    root = Table(data, "")
-    shards = root.positive_int("shards", Config().shards)
-    triggers = parse_triggers(root.table("triggers"))
-    caps_t = root.table("caps")
-    caps_d = CapsConfig()
-    caps = CapsConfig(
-        max_emails=caps_t.positive_int("max_emails", caps_d.max_emails),
-        window=caps_t.duration("window", caps_d.window),
-    )
-    caps_t.done()
-    cfg = Config(
-        shards=shards,
-        kafka=_kafka(root.table("kafka")),
-        events=_events(root.table("events")),
-        triggers=triggers,
-        segments=parse_segments(root.table("segments")),
-        features=parse_features(root.table("features")),
-        model=parse_model(root.table("model")),
-        recommendations=parse_recommendations(root.table("recommendations")),
-        caps=caps,
-        quiet_hours=_quiet_hours(root.table("quiet_hours")),
-        render=_strings_table(root.table("render"), RenderConfig, RenderConfig()),
-        delivery=_delivery(root.table("delivery")),
-        outputs=_strings_table(root.table("outputs"), OutputsConfig, OutputsConfig()),
-        recovery=_recovery(root.table("recovery")),
-        dead_letter_replay=_strings_table(root.table("dead_letter_replay"),
-                                          DeadLetterReplayConfig, DeadLetterReplayConfig()),
-    )
-    root.done()
+    cfg: Config = read(Config, Table(data, ""))
     return cfg
 
 

@@ -87,35 +87,3 @@ def kind_name(kind: type | tuple[type, ...]) -> str:
     if isinstance(kind, tuple):
         return " or ".join(names.get(k, k.__name__) for k in kind)
     return names.get(kind, kind.__name__)
-
-
-def clock(table: Table, name: str, default: int) -> int:
-    value = table.get(name, str, None)
-    if value is None:
-        return default
-    try:
-        hours, minutes = value.split(":")
-        total = int(hours) * 60 + int(minutes)
-        if not (0 <= int(hours) < 24 and 0 <= int(minutes) < 60):
-            raise ValueError
-    except ValueError:
-        raise ConfigError(table.key(name),
-                          f"expected a local time like '21:00', got {value!r}") from None
-    return total
-
-
-
-
-def fraction(table: Table, name: str, default: float) -> float:
-    """A share between 0 and 1 (holdouts, weights of a split)."""
-    value = table.get(name, (int, float), default)
-    if not 0 <= value <= 1:
-        raise ConfigError(table.key(name), f"must be between 0 and 1, got {value}")
-    return float(value)
-
-
-def non_negative(table: Table, name: str, default: int) -> int:
-    value = table.get(name, int, default)
-    if value < 0:
-        raise ConfigError(table.key(name), f"must be 0 or more, got {value}")
-    return int(value)

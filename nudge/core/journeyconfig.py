@@ -17,16 +17,27 @@ from __future__ import annotations
 
 import itertools
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from nudge.core.configtable import Table, fraction, non_negative
+from nudge.core.configspec import (
+    Bound,
+    Duration,
+    Fraction,
+    NonEmpty,
+    Positive,
+    PositiveDuration,
+    read,
+    setting,
+)
+from nudge.core.configtable import Table
 from nudge.core.errors import ConfigError
 from nudge.core.timefmt import parse_duration
 
-REENTRY = ("once", "after_exit", "cooldown")
+Reentry = Literal["once", "after_exit", "cooldown"]
 PRESETS_PATH = Path(__file__).resolve().parents[1] / "data" / "presets.toml"
 
 
@@ -34,83 +45,160 @@ PRESETS_PATH = Path(__file__).resolve().parents[1] / "data" / "presets.toml"
 class VariantConfig:
     """One arm of a stage's experiment: another template and/or another subject line."""
 
-    name: str
-    weight: float = 1.0
-    template: str = ""  # "" = the stage's template
-    subject: str = ""  # "" = the template's subject; else a template string
+    name: Annotated[str, NonEmpty("a variant needs a name")] = setting(
+        doc="The variant's name, in decisions, outcomes and the links' `utm_content`.")
+    weight: Annotated[float, Bound(lo=0, lo_open=True)] = setting(
+        1.0, "Its share of the stage's customers, relative to the other variants' weights.")
+    template: str = setting("", "Another template; empty: the stage's.")
+    subject: str = setting("", "Another subject line (a template string); empty: the "
+                               "template's.")
 
 
 @dataclass(frozen=True, slots=True)
 class StageConfig:
-    delay: int
-    template: str
-    experiment: str = ""  # the experiment's name in assignments; "" = "<trigger>.stage<k>"
-    variants: tuple[VariantConfig, ...] = ()
+    """A stage: a delay (`"1h"`), or a table with the keys below."""
+
+    delay: Duration = setting(
+        doc="How long after the entry (or the last `restart_on` event) the email is due; "
+            "delays increase from stage to stage.")
+    template: str = setting("", "The stage's template; default: the trigger's `template`.",
+                            shown="the trigger's")
+    experiment: str = setting(
+        "", "The experiment's name in assignments; empty: `<trigger>.stage<k>`.")
+    variants: tuple[VariantConfig, ...] = setting(
+        (), "An A/B test: the stage's customers split by a stable hash among these.")
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        if len({v.name for v in self.variants}) != len(self.variants):
+            yield "variants", "variant names must be unique"
 
 
 @dataclass(frozen=True, slots=True)
 class TriggerConfig:
-    name: str
-    enabled: bool
-    entry: str  # an event name, "identify", or "segment:<name>"
-    stages: tuple[StageConfig, ...]
-    where: str = ""  # a rule over the entry event and the customer's features
-    min_entries: int = 1
-    restart_on: tuple[str, ...] = ()
-    exit_on: tuple[str, ...] = ()
-    exit_if: str = ""
-    reentry: str = "after_exit"
-    cooldown: int = 0
-    holdout: float = 0.0
-    quiet_hours: bool = True
-    incentive: bool = False  # may offer the incentive of [model] to low-propensity customers
+    """A journey. A preset (nudge/data/presets.toml) gives defaults for every key."""
+
+    name: str = setting(key=False)  # the table's name
+    entry: Annotated[str, NonEmpty("a trigger needs an entry event (or 'segment:<name>')")] = (
+        setting(doc="What starts an episode: an event name, `identify`, or "
+                    "`segment:<name>` (entering that segment)."))
+    stages: tuple[StageConfig, ...] = setting(
+        doc="The emails of an episode, e.g. `[\"1h\", { delay = \"24h\", template = "
+            "\"reminder\" }]`.", kind="list of delays or stage tables")
+    enabled: bool = setting(False, "Run this journey (only `cart_abandonment` is on by default).")
+    template: str = setting("", "The stages' template (`nudge/templates/<template>/`); empty: "
+                                "the trigger's name.", shown="the trigger's name")
+    where: str = setting("", "A rule over the entry event and the customer's features; empty: "
+                             "every entry counts.")
+    min_entries: Positive = setting(1, "Entry events before the stages are armed.")
+    restart_on: tuple[str, ...] = setting(
+        (), "Events that move the instant the stages count from.")
+    exit_on: tuple[str, ...] = setting((), "Events that end the episode without an email.")
+    exit_if: str = setting("", "A rule checked after each event; true ends the episode.")
+    reentry: Reentry = setting(
+        "after_exit", "When a customer may start again: `once` ever, `after_exit` of the "
+                      "last episode, or after a `cooldown`.")
+    cooldown: Duration = setting(0, "With `reentry = \"cooldown\"`: the wait after an episode.")
+    holdout: Fraction = setting(
+        0.0, "Share of customers who get nothing (outcome `holdout`): the control group.")
+    quiet_hours: bool = setting(True, "Apply `[quiet_hours]` when it is enabled.")
+    incentive: bool = setting(
+        False, "May offer the `[model]` incentive to low-propensity customers.")
 
     @property
     def entry_segment(self) -> str | None:
         return self.entry[len("segment:"):] if self.entry.startswith("segment:") else None
 
+    def problems(self) -> Iterator[tuple[str, str]]:
+        if any(b.delay <= a.delay for a, b in itertools.pairwise(self.stages)):
+            yield "stages", "delays must increase (e.g. ['1h', '24h'])"
+        if self.reentry == "cooldown" and self.cooldown <= 0:
+            yield "cooldown", "reentry = 'cooldown' needs a cooldown (e.g. '7d')"
+
 
 @dataclass(frozen=True, slots=True)
 class SegmentConfig:
-    name: str
-    rule: str
+    name: str = setting(key=False)  # the table's name
+    rule: Annotated[str, NonEmpty("a segment needs a rule")] = setting(
+        doc="A rule over the customer's features, e.g. `orders_30d >= 3`.")
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        if not self.rule.strip():
+            yield "rule", "a segment needs a rule"
+
+
+ENGAGEMENT_WEIGHTS = (("email_opened", 1.0), ("email_clicked", 3.0), ("session", 1.0),
+                      ("cart_add", 1.0), ("order", 5.0))
+
+
+def _weights(t: Table, name: str) -> tuple[tuple[str, float], ...]:
+    wt = t.table(name)
+    out = []
+    for key, default in ENGAGEMENT_WEIGHTS:
+        value = wt.get(key, (int, float), default)
+        if value < 0:
+            raise ConfigError(wt.key(key), f"must be at least 0, got {value}")
+        out.append((key, float(value)))
+    wt.done()
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
 class FeaturesConfig:
-    session_gap: int = parse_duration("30m")
-    evaluate_after: int = parse_duration("30m")  # segments settle this long after activity
-    new_days: int = 30
-    lapsed_days: int = 90
-    churned_days: int = 180
-    default_order_gap: int = parse_duration("60d")
-    engagement_half_life: int = parse_duration("30d")
-    engagement_weights: tuple[tuple[str, float], ...] = (
-        ("email_opened", 1.0), ("email_clicked", 3.0), ("session", 1.0), ("cart_add", 1.0),
-        ("order", 5.0))
-    top_tier: float = 0.25  # engagement_tier: top 25%, bottom 25%, the middle 50% between
-    bottom_tier: float = 0.25
+    session_gap: PositiveDuration = setting(
+        parse_duration("30m"), "Inactivity that ends a session (sessions, co-viewed products).")
+    evaluate_after: Duration = setting(
+        parse_duration("30m"), "Segments are evaluated this long after a customer's first "
+                               "event since the last evaluation.")
+    new_days: Positive = setting(30, "Lifecycle `new`: first seen or first order within this "
+                                     "many days.")
+    lapsed_days: Positive = setting(90, "Lifecycle `lapsed`: no order for this many days.")
+    churned_days: Positive = setting(180, "Lifecycle `churned`: no order for this many days.")
+    default_order_gap: Duration = setting(
+        parse_duration("60d"), "The expected gap between orders of a customer with fewer than "
+                               "two.")
+    engagement_half_life: PositiveDuration = setting(
+        parse_duration("30d"), "The engagement score's half-life.")
+    engagement_weights: tuple[tuple[str, float], ...] = setting(
+        ENGAGEMENT_WEIGHTS, "What each action adds to the engagement score (numbers >= 0): "
+                            + ", ".join(f"`{k} = {v:g}`" for k, v in ENGAGEMENT_WEIGHTS) + ".",
+        parse=_weights, kind="table of numbers",
+        shown="{ " + ", ".join(f"{k} = {v:g}" for k, v in ENGAGEMENT_WEIGHTS) + " }")
+    top_tier: Fraction = setting(0.25, "`engagement_tier` top: this share of the shard's "
+                                       "customers by score.")
+    bottom_tier: Fraction = setting(0.25, "`engagement_tier` bottom share; the middle is "
+                                          "the rest.")
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        if self.top_tier + self.bottom_tier > 1:
+            yield "top_tier", "top_tier + bottom_tier must not exceed 1"
+        if not self.new_days < self.lapsed_days < self.churned_days:
+            yield "lapsed_days", "needs new_days < lapsed_days < churned_days"
 
 
 @dataclass(frozen=True, slots=True)
 class ModelConfig:
-    enabled: bool = True
-    learning_rate: float = 0.01  # the intercept's is ten times that
-    prior: float = 0.1  # the conversion rate expected before any data (the model's start)
-    l2: float = 0.0
-    attribution_window: int = parse_duration("3d")  # a send converts if an order follows
-    incentive_if: str = "propensity < 0.3"
-    incentive_text: str = "10% off your order"
-    incentive_code: str = "COMEBACK10"
+    enabled: bool = setting(True, "Learn and score the propensity model.")
+    learning_rate: Annotated[float, Bound(0, 1, lo_open=True)] = setting(
+        0.01, "The weights' learning rate; the intercept's is ten times that.")
+    prior: Annotated[float, Bound(0, 1, lo_open=True, hi_open=True)] = setting(
+        0.1, "The conversion rate expected before any data (the model's start).")
+    l2: Annotated[float, Bound(lo=0)] = setting(0.0, "L2 regularisation of the weights.")
+    attribution_window: PositiveDuration = setting(
+        parse_duration("3d"), "A decision converts if an order follows within this.")
+    incentive_if: str = setting("propensity < 0.3", "Which customers of a journey with "
+                                                    "`incentive = true` get the incentive.")
+    incentive_text: str = setting("10% off your order", "The incentive, in the email.")
+    incentive_code: str = setting("COMEBACK10", "Its code, in the email.")
 
 
 @dataclass(frozen=True, slots=True)
 class RecommendConfig:
-    enabled: bool = True
-    count: int = 3
-    half_life: int = parse_duration("14d")
-    neighbours: int = 20
-    trending_days: int = 7
+    enabled: bool = setting(True, "Count co-views, co-purchases and trends, and recommend.")
+    count: Positive = setting(3, "Products recommended in an email.")
+    half_life: PositiveDuration = setting(parse_duration("14d"),
+                                          "The half-life of co-occurrence counts.")
+    neighbours: Positive = setting(20, "Neighbours kept per product.")
+    trending_days: Positive = setting(7, "Days of activity that make a product trend.")
 
 
 def _stage(item: Any, where: str, default_template: str) -> StageConfig:
@@ -119,27 +207,8 @@ def _stage(item: Any, where: str, default_template: str) -> StageConfig:
     if not isinstance(item, dict):
         raise ConfigError(where, f"expected a string (a delay like '1h') or a table, got "
                                  f"{item!r}")
-    t = Table(item, where)
-    delay = t.get("delay", str, None)
-    if delay is None:
-        raise ConfigError(t.key("delay"), "a stage needs a delay (e.g. '1h')")
-    variants = []
-    for i, v in enumerate(t.get("variants", list, [])):
-        vt = Table(v, f"{t.key('variants')}[{i}]")
-        name = vt.get("name", str, "")
-        if not name:
-            raise ConfigError(vt.key("name"), "a variant needs a name")
-        weight = vt.get("weight", (int, float), 1.0)
-        if weight <= 0:
-            raise ConfigError(vt.key("weight"), f"must be positive, got {weight}")
-        variants.append(VariantConfig(name, float(weight), vt.get("template", str, ""),
-                                      vt.get("subject", str, "")))
-        vt.done()
-    if len({v.name for v in variants}) != len(variants):
-        raise ConfigError(t.key("variants"), "variant names must be unique")
-    stage = StageConfig(_duration(delay, t.key("delay")), t.get("template", str, default_template),
-                        t.get("experiment", str, ""), tuple(variants))
-    t.done()
+    given = {} if "template" in item else {"template": default_template}
+    stage: StageConfig = read(StageConfig, Table(item, where), **given)
     return stage
 
 
@@ -157,43 +226,15 @@ def presets() -> dict[str, dict[str, Any]]:
 
 
 def _trigger(name: str, data: dict[str, Any], where: str) -> TriggerConfig:
-    preset = presets().get(name, {})
-    t = Table({**preset, **data}, where)
-    entry = t.get("entry", str, "")
-    if not entry:
-        raise ConfigError(t.key("entry"), "a trigger needs an entry event (or 'segment:<name>')")
-    template = t.get("template", str, name)
-    raw = t.get("stages", list, [])
+    t = Table({**presets().get(name, {}), **data}, where)
+    template = t.get("template", str, "") or name
+    raw = t.get("stages", list, None)
     if not raw:
         raise ConfigError(t.key("stages"), "needs at least one stage (e.g. ['1h'])")
     stages = tuple(_stage(item, f"{t.key('stages')}[{i}]", template)
                    for i, item in enumerate(raw))
-    if any(b.delay <= a.delay for a, b in itertools.pairwise(stages)):
-        raise ConfigError(t.key("stages"), "delays must increase (e.g. ['1h', '24h'])")
-    if stages[0].delay < 0:
-        raise ConfigError(f"{t.key('stages')}[0]", "delays are not negative")
-    reentry = t.choice("reentry", REENTRY, "after_exit")
-    cooldown = t.duration("cooldown", 0)
-    if reentry == "cooldown" and cooldown <= 0:
-        raise ConfigError(t.key("cooldown"), "reentry = 'cooldown' needs a cooldown (e.g. '7d')")
-    cfg = TriggerConfig(
-        name=name,
-        enabled=t.get("enabled", bool, False),
-        entry=entry,
-        stages=stages,
-        where=t.get("where", str, ""),
-        min_entries=t.positive_int("min_entries", 1),
-        restart_on=t.strings("restart_on", ()),
-        exit_on=t.strings("exit_on", ()),
-        exit_if=t.get("exit_if", str, ""),
-        reentry=reentry,
-        cooldown=cooldown,
-        holdout=fraction(t, "holdout", 0.0),
-        quiet_hours=t.get("quiet_hours", bool, True),
-        incentive=t.get("incentive", bool, False),
-    )
-    t.done()
-    return cfg
+    trigger: TriggerConfig = read(TriggerConfig, t, name=name, stages=stages, template=template)
+    return trigger
 
 
 def parse_triggers(t: Table) -> tuple[TriggerConfig, ...]:
@@ -210,83 +251,15 @@ def parse_triggers(t: Table) -> tuple[TriggerConfig, ...]:
     return tuple(out)
 
 
+@cache
+def default_triggers() -> tuple[TriggerConfig, ...]:
+    """The presets as they ship (the triggers of a config that sets none)."""
+    return parse_triggers(Table({}, "triggers"))
+
+
 def parse_segments(t: Table) -> tuple[SegmentConfig, ...]:
     out = []
     for name in sorted(t.data):
-        st = t.table(name)
-        rule = st.get("rule", str, "")
-        if not rule.strip():
-            raise ConfigError(st.key("rule"), "a segment needs a rule")
-        st.done()
-        out.append(SegmentConfig(name, rule))
+        out.append(read(SegmentConfig, t.table(name), name=name))
     t.done()
     return tuple(out)
-
-
-def parse_features(t: Table) -> FeaturesConfig:
-    d = FeaturesConfig()
-    weights_t = t.table("engagement_weights")
-    known = dict(d.engagement_weights)
-    weights = []
-    for name, default in known.items():
-        value = weights_t.get(name, (int, float), default)
-        if value < 0:
-            raise ConfigError(weights_t.key(name), f"must be 0 or more, got {value}")
-        weights.append((name, float(value)))
-    weights_t.done()
-    cfg = FeaturesConfig(
-        session_gap=t.duration("session_gap", d.session_gap),
-        evaluate_after=t.duration("evaluate_after", d.evaluate_after),
-        new_days=t.positive_int("new_days", d.new_days),
-        lapsed_days=t.positive_int("lapsed_days", d.lapsed_days),
-        churned_days=t.positive_int("churned_days", d.churned_days),
-        default_order_gap=t.duration("default_order_gap", d.default_order_gap),
-        engagement_half_life=t.duration("engagement_half_life", d.engagement_half_life),
-        engagement_weights=tuple(weights),
-        top_tier=fraction(t, "top_tier", d.top_tier),
-        bottom_tier=fraction(t, "bottom_tier", d.bottom_tier),
-    )
-    if cfg.top_tier + cfg.bottom_tier > 1:
-        raise ConfigError(t.key("top_tier"), "top_tier + bottom_tier must not exceed 1")
-    if not cfg.new_days < cfg.lapsed_days < cfg.churned_days:
-        raise ConfigError(t.key("lapsed_days"), "needs new_days < lapsed_days < churned_days")
-    if cfg.engagement_half_life <= 0 or cfg.session_gap <= 0:
-        raise ConfigError(t.key("engagement_half_life"), "durations here must be positive")
-    t.done()
-    return cfg
-
-
-def parse_model(t: Table) -> ModelConfig:
-    d = ModelConfig()
-    cfg = ModelConfig(
-        enabled=t.get("enabled", bool, d.enabled),
-        learning_rate=float(t.get("learning_rate", (int, float), d.learning_rate)),
-        l2=float(t.get("l2", (int, float), d.l2)),
-        prior=float(t.get("prior", (int, float), d.prior)),
-        attribution_window=t.duration("attribution_window", d.attribution_window),
-        incentive_if=t.get("incentive_if", str, d.incentive_if),
-        incentive_text=t.get("incentive_text", str, d.incentive_text),
-        incentive_code=t.get("incentive_code", str, d.incentive_code),
-    )
-    if not 0 < cfg.learning_rate <= 1:
-        raise ConfigError(t.key("learning_rate"), "must be in (0, 1]")
-    if not 0 < cfg.prior < 1:
-        raise ConfigError(t.key("prior"), f"must be between 0 and 1 (exclusive), got {cfg.prior}")
-    if cfg.attribution_window <= 0:
-        raise ConfigError(t.key("attribution_window"), "must be positive")
-    t.done()
-    return cfg
-
-
-def parse_recommendations(t: Table) -> RecommendConfig:
-    d = RecommendConfig()
-    cfg = RecommendConfig(
-        enabled=t.get("enabled", bool, d.enabled),
-        count=t.positive_int("count", d.count),
-        half_life=t.duration("half_life", d.half_life),
-        neighbours=t.positive_int("neighbours", d.neighbours),
-        trending_days=t.positive_int("trending_days", d.trending_days),
-    )
-    non_negative(t, "count", cfg.count)
-    t.done()
-    return cfg

@@ -34,8 +34,16 @@ def build_transport(config: Config) -> Transport:
 
 
 def retry_policy(config: Config) -> RetryPolicy:
-    c = config.delivery.esp if config.delivery.transport == "esp" else config.delivery.smtp
-    return RetryPolicy(c.max_attempts, c.backoff_base, c.backoff_max)
+    """The configured transport's own retries (`delivery.<transport>.*`). The Kafka producer
+    backs off within each attempt itself; the outbox, a local write, is not retried: a
+    failure there is dead-lettered at once (and re-fed by `nudge deadletters replay`)."""
+    d = config.delivery
+    if d.transport in ("esp", "smtp"):
+        c = d.esp if d.transport == "esp" else d.smtp
+        return RetryPolicy(c.max_attempts, c.backoff_base, c.backoff_max)
+    if d.transport == "kafka":
+        return RetryPolicy(d.kafka.max_attempts, 0, 0)
+    return RetryPolicy(1, 0, 0)
 
 
 def sender_for(config: Config) -> Sender:

@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from nudge.tools import native
 
@@ -167,6 +167,7 @@ def _flow_config(out: str, profile: str = "lean", transport: str = "outbox",
 
     from nudge.app.cli import DEMO_CONFIG
     from nudge.core import config as config_mod
+    from nudge.core.config import Transport
 
     cfg = config_mod.load(DEMO_CONFIG) if profile == "all" else config_mod.Config()
     if profile == "lean":
@@ -179,7 +180,7 @@ def _flow_config(out: str, profile: str = "lean", transport: str = "outbox",
         profiles="" if profile == "lean" else f"{out}/profiles")
     cfg = dataclasses.replace(
         cfg, outputs=outputs,
-        delivery=dataclasses.replace(cfg.delivery, transport=transport,
+        delivery=dataclasses.replace(cfg.delivery, transport=cast(Transport, transport),
                                      outbox_dir=f"{out}/outbox", ledger_dir=f"{out}/ledger"))
     if bootstrap:
         cfg = dataclasses.replace(cfg, kafka=dataclasses.replace(
