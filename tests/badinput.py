@@ -27,7 +27,7 @@ def bad_records(rng: random.Random, n: int) -> list[tuple[str, bytes]]:
         ("invalid_utf8", lambda: b'{"type": "track", "event": "\xff\xfe"}'),
         ("not_an_object", lambda: rng.choice([b"[]", b"17", b'"text"', b"null", b"true"])),
         ("empty_record", lambda: b" " * rng.randrange(0, 3)),
-        ("unknown_type", lambda: doc(type=rng.choice(["page", "screen", "alias", 7]))),
+        ("unknown_type", lambda: doc(type=rng.choice(["pages", "Screen", "aliases", 7]))),
         ("unknown_event", lambda: doc(event=f"Thing {rng.randrange(1000)} Happened")),
         ("missing_id", lambda: doc(userId=None)),
         ("missing_timestamp", lambda: doc(timestamp=None)),

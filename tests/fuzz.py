@@ -124,7 +124,7 @@ def _missing(rng: random.Random) -> bytes:
 def _unknown(rng: random.Random) -> bytes:
     doc = _base(rng)
     if rng.random() < 0.5:
-        doc["type"] = rng.choice(["page", "screen", "alias", "group", "TRACK", 3])
+        doc["type"] = rng.choice(["pages", "Screen", "aliases", "groups", "TRACK", 3])
     else:
         doc["event"] = rng.choice(["Product Teleported", "product added", "", "Order"])
     return orjson.dumps(doc)

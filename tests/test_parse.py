@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from nudge.core.config import EventsConfig
 from nudge.core.errors import InputError
 from nudge.core.records import Event, Kind, RawChunk
-from nudge.flows.contract import TRACK_NAMES, _fast, _full
+from nudge.flows.contract import TRACK_NAMES, Ignored, _fast, _full
 from nudge.flows.parse import Limits, PartitionClock, parse_chunk, parse_record
 from tests.events import add, identify, product, track
 
@@ -38,7 +38,7 @@ def doc(**fields: object) -> bytes:
     (b"", "empty_record"),
     (b"   ", "empty_record"),
     (b'{"a": NaN}', "invalid_json"),
-    (doc(type="page"), "unknown_type"),
+    (doc(type="pages"), "unknown_type"),
     (doc(event="Product Teleported"), "unknown_event"),
     (doc(userId=None), "missing_id"),
     (doc(timestamp=None), "missing_timestamp"),
@@ -186,26 +186,56 @@ _traits = st.one_of(st.none(), _any, st.fixed_dictionaries({}, optional={
 
 
 @settings(max_examples=1500, deadline=None)
-@given(kind=st.sampled_from(["track", "identify", "page", None]),
+@given(kind=st.sampled_from(["track", "identify", "page", "pages", None]),
        event=st.sampled_from([*TRACK_NAMES, "Bogus", None]),
        user=st.one_of(st.none(), st.sampled_from(["", "c1"]), st.integers(0, 3)),
        anon=st.one_of(st.none(), st.sampled_from(["", "a1"])),
        mid=st.one_of(st.none(), st.sampled_from(["", "m1"]), st.integers(0, 2)),
-       ts=_stamps, props=_props, traits=_traits)
+       ts=_stamps, props=_props, traits=_traits, ctx_traits=_traits)
 def test_fast_path_accepts_nothing_the_full_path_reads_differently(
         kind: object, event: object, user: object, anon: object, mid: object, ts: str,
-        props: object, traits: object) -> None:
+        props: object, traits: object, ctx_traits: object) -> None:
     fields = {"type": kind, "event": event, "userId": user, "anonymousId": anon,
-              "messageId": mid, "timestamp": ts, "properties": props, "traits": traits}
+              "messageId": mid, "timestamp": ts, "properties": props, "traits": traits,
+              "context": {"traits": ctx_traits} if ctx_traits is not None else None}
     raw = orjson.dumps({k: v for k, v in fields.items() if v is not None or k == "properties"})
     fast = _fast(raw, LIMITS, 3, 5)
     try:
         full: Event | str = _full(orjson.loads(raw), LIMITS, 3, 5)
     except InputError as exc:
         full = exc.reason
+    except Ignored:
+        full = "ignored"
     if fast is not None:
         assert fast == full
     try:
         assert parse_record(raw, LIMITS, 3, 5) == full
     except InputError as exc:
         assert exc.reason == full
+    except Ignored:
+        assert full == "ignored"
+
+
+def test_rudderstack_identify_traits_under_context_count() -> None:
+    """RudderStack's SDKs send an identify's traits only under `context.traits`: its email
+    and consent are the customer's, on either path; top-level traits win field by field."""
+    raw = orjson.dumps({"type": "identify", "userId": "r1", "timestamp": "2026-10-05T10:00:00Z",
+                        "context": {"traits": {"email": "r1@example.com",
+                                               "marketing_consent": True},
+                                    "library": {"name": "analytics-python"}}})
+    ev = parse_record(raw, LIMITS)
+    assert (ev.traits.email, ev.traits.marketing_consent) == ("r1@example.com", True)
+    assert _fast(raw, LIMITS, 0, 0) == ev
+    both = orjson.dumps({"type": "identify", "userId": "r1", "timestamp": "2026-10-05T10:00:00Z",
+                         "traits": {"marketing_consent": False},
+                         "context": {"traits": {"email": "r1@example.com",
+                                                "marketing_consent": True}}})
+    ev = parse_record(both, LIMITS)
+    assert (ev.traits.email, ev.traits.marketing_consent) == ("r1@example.com", False)
+
+
+@pytest.mark.parametrize("kind", ["page", "screen", "group", "alias"])
+def test_other_segment_calls_are_ignored_not_dead_letters(kind: str) -> None:
+    raw = orjson.dumps({"type": kind, "userId": "c1", "timestamp": "2026-10-05T10:00:00Z"})
+    with pytest.raises(Ignored):
+        parse_record(raw, LIMITS)

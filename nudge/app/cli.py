@@ -216,6 +216,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from nudge.serve.runner import serve
+
+    if not args.config:
+        raise NudgeError("nudge serve: --config is required (the Kafka brokers and topic, "
+                         "and serve.write_keys_env)")
+    return serve(args.config, port=args.port, workers=args.workers)
+
+
 def cmd_recovery_init(args: argparse.Namespace) -> int:
     from bytewax.recovery import init_db_dir
 
@@ -366,6 +375,13 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--bounded", action="store_true",
                      help="stop at the end of the topic (replay) instead of tailing it")
     run.set_defaults(func=cmd_run)
+
+    sv = with_config(sub.add_parser(
+        "serve", help="the web service: Segment-compatible collector, tracking, unsubscribe, "
+                      "ESP webhooks"))
+    sv.add_argument("--port", type=int, help="override serve.port")
+    sv.add_argument("--workers", type=int, help="override serve.workers")
+    sv.set_defaults(func=cmd_serve)
 
     rec = sub.add_parser("recovery", help="manage the Bytewax recovery store")
     rec_sub = rec.add_subparsers(dest="recovery_command", required=True)

@@ -48,6 +48,7 @@ from nudge.core.journeyconfig import (
     parse_segments,
     parse_triggers,
 )
+from nudge.core.serveconfig import ServeConfig, TrackingConfig, WebhooksConfig
 from nudge.core.timefmt import parse_duration
 
 Transport = Literal["outbox", "esp", "smtp", "kafka", "none"]
@@ -161,11 +162,17 @@ class RetrySettings:
 
 @dataclass(frozen=True, slots=True)
 class EspConfig(RetrySettings):
-    url: str = setting("https://api.sendgrid.com/v3/mail/send",
-                       "The ESP's send endpoint (SendGrid v3 mail/send shape).")
+    provider: Literal["sendgrid", "postmark", "mailgun", "resend"] = setting(
+        "sendgrid", "Whose HTTP API: each has its own request format (nudge/delivery/esps/).")
+    url: str = setting("", "The send endpoint; empty: the provider's own.")
+    domain: str = setting("", "Mailgun: the sending domain (its URL names it).")
     api_key_env: str = setting("NUDGE_ESP_API_KEY",
                                "The environment variable that holds the API key.")
     timeout: Duration = setting(parse_duration("10s"), "One request's timeout.")
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        if self.provider == "mailgun" and not self.domain:
+            yield "domain", "Mailgun needs the sending domain"
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +273,9 @@ class Config:
     recovery: RecoveryConfig = section(RecoveryConfig, "Crash and resume.")
     dead_letter_replay: DeadLetterReplayConfig = section(
         DeadLetterReplayConfig, "`nudge deadletters replay`.")
+    serve: ServeConfig = section(ServeConfig, "`nudge serve`: the collector and its limits.")
+    tracking: TrackingConfig = section(TrackingConfig, "Open and click tracking.")
+    webhooks: WebhooksConfig = section(WebhooksConfig, "ESP webhooks (`nudge serve`).")
 
     def trigger(self, name: str) -> TriggerConfig:
         for t in self.triggers:

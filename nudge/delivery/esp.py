@@ -64,7 +64,7 @@ class EspTransport:
         if not key:
             raise ConfigError("delivery.esp.api_key_env",
                               f"environment variable {config.api_key_env} is not set")
-        self.url = config.url
+        self.url = config.url or "https://api.sendgrid.com/v3/mail/send"
         self.client = client or httpx.Client(timeout=config.timeout / 1000)
         self.headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
 

@@ -2,7 +2,9 @@
 
 The contract is the Segment spec (https://segment.com/docs/connections/spec/): `track` with
 the e-commerce v2 event names (v1 aliases accepted), the email engagement events, and
-`identify`. A customer is keyed by `userId`, else `anonymousId`.
+`identify` (its traits at the top or, as RudderStack sends them, under `context.traits`);
+`page`, `screen`, `group` and `alias` are valid and ignored. A customer is keyed by `userId`,
+else `anonymousId`.
 
 Two paths give the same Event for every record the first one accepts:
   - the fast path decodes and type-checks in one pass with msgspec into the structs of
@@ -13,10 +15,10 @@ Two paths give the same Event for every record the first one accepts:
     the paths agree.
 
 >>> limits = Limits.from_config(EventsConfig(), now_ms=1_800_000_000_000)
->>> parse_record(b'{"type": "page"}', limits)
+>>> parse_record(b'{"type": "pages"}', limits)  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-nudge.core.errors.InputError: unknown_type: type 'page' is not one of track, identify
+nudge.core.errors.InputError: unknown_type: type 'pages' is not one of track, identify, page, ...
 >>> ev = parse_record(b'{"type":"track","event":"Added Product","userId":"c1",'
 ...     b'"timestamp":"2026-10-05T10:00:00Z","properties":{"product_id":"p1","price":9.5}}', limits)
 >>> (ev.kind == Kind.PRODUCT_ADDED, ev.customer_id, ev.products[0].quantity)
@@ -49,6 +51,10 @@ from nudge.flows.wire import (
     WireProduct,
     decode,
 )
+
+# Segment's other call types: valid, and of no use to a journey (dropped and counted, as
+# `events.ignore` names are)
+OTHER_TYPES = frozenset(("page", "screen", "group", "alias"))
 
 SINGLE_PRODUCT = frozenset((Kind.PRODUCT_VIEWED, Kind.PRODUCT_ADDED, Kind.PRODUCT_REMOVED))
 
@@ -137,6 +143,11 @@ def _fast(raw: bytes, limits: Limits, offset: int, part: int) -> Event | None:
     mid = d.messageId or ""
     if d.type == "identify":
         t = d.traits
+        ctx = d.context.traits if d.context is not None else None
+        if ctx is not None:
+            if t is not None:
+                return None  # both: the full path merges them field by field
+            t = ctx
         if t is None:
             return Event(ts, cid, offset, part, Kind.IDENTIFY, mid, (), None, 0.0, Traits())
         if (t.email is not None and not _valid_email(t.email.strip())) or \
@@ -284,6 +295,21 @@ def _traits(obj: Any) -> Traits:
     )
 
 
+def _identify_traits(doc: dict[str, Any]) -> Any:
+    """An identify's traits: RudderStack's SDKs put them under `context.traits` only, Segment's
+    at the top; with both, a field at the top wins."""
+    traits = doc.get("traits")
+    ctx = doc.get("context")
+    inner = ctx.get("traits") if isinstance(ctx, dict) else None
+    if not isinstance(inner, dict):
+        return traits
+    if traits is None:
+        return inner
+    if not isinstance(traits, dict):
+        return traits  # named as the wrong type by _traits
+    return {**inner, **{k: v for k, v in traits.items() if v is not None}}
+
+
 def _timestamp(doc: dict[str, Any], limits: Limits) -> int:
     raw = doc.get("timestamp")
     if raw is None:
@@ -310,8 +336,11 @@ def _full(doc: dict[str, Any], limits: Limits, offset: int, part: int = 0) -> Ev
             raise _fail("unknown_event", f"event {name!r:.80} is not a known e-commerce event")
     elif kind_name == "identify":
         kind = Kind.IDENTIFY
+    elif kind_name in OTHER_TYPES:
+        raise Ignored(str(kind_name))
     else:
-        raise _fail("unknown_type", f"type {kind_name!r:.40} is not one of track, identify")
+        raise _fail("unknown_type", f"type {kind_name!r:.40} is not one of track, identify, "
+                                    "page, screen, group, alias")
     if not customer_id:
         raise _fail("missing_id", "neither userId nor anonymousId is set")
     if mid is not None and not isinstance(mid, str):
@@ -320,7 +349,7 @@ def _full(doc: dict[str, Any], limits: Limits, offset: int, part: int = 0) -> Ev
     mkey = mid or ""
     if kind == Kind.IDENTIFY:
         return Event(ts, customer_id, offset, part, kind, mkey, (), None, 0.0,
-                     _traits(doc.get("traits")))
+                     _traits(_identify_traits(doc)))
     props = doc.get("properties")
     if props is None:
         props = {}

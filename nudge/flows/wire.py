@@ -60,6 +60,11 @@ class WireTraits(msgspec.Struct, gc=False):
     marketing_consent: bool | None = None
 
 
+class WireContext(msgspec.Struct, gc=False):
+    # RudderStack's SDKs send an identify's traits here (and only here)
+    traits: WireTraits | None = None
+
+
 class WireDoc(msgspec.Struct, gc=False):
     type: str
     timestamp: Aware
@@ -69,6 +74,7 @@ class WireDoc(msgspec.Struct, gc=False):
     messageId: str | None = None
     properties: WireProperties | None = None
     traits: WireTraits | None = None
+    context: WireContext | None = None
 
 
 decode = msgspec.json.Decoder(WireDoc).decode
