@@ -250,6 +250,24 @@ class RecoveryConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AttributionConfig:
+    model: Literal["last_touch", "first_touch", "none"] = setting(
+        "last_touch", "Which decision an order is credited to, one order one credit: "
+                      "`last_touch`, the latest email before the order within "
+                      "`model.attribution_window` (a clicked email ranks above one only sent); "
+                      "`first_touch`, the earliest; `none`, no credit (no conversion outcomes; "
+                      "the model still learns).")
+
+
+@dataclass(frozen=True, slots=True)
+class ReportConfig:
+    min_sample: Positive = setting(
+        100, "`nudge report`: below this many recipients in an arm a comparison says "
+             "\"not enough data\" instead of a verdict.")
+    html: str = setting("var/report.html", "Where `nudge demo` writes the HTML report.")
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     shards: Positive = setting(
         64, "Customer shards; stored schema: recovery state is keyed by shard.")
@@ -264,6 +282,9 @@ class Config:
         parse=lambda t, name: parse_segments(t.table(name)), named=True)
     features: FeaturesConfig = section(FeaturesConfig, "How features are computed.")
     model: ModelConfig = section(ModelConfig, "The propensity model and the incentive.")
+    attribution: AttributionConfig = section(AttributionConfig, "Which email an order is "
+                                                                "credited to.")
+    report: ReportConfig = section(ReportConfig, "`nudge report`.")
     recommendations: RecommendConfig = section(RecommendConfig, "Product recommendations.")
     caps: CapsConfig = section(CapsConfig, "The frequency cap, across all journeys.")
     quiet_hours: QuietHoursConfig = section(QuietHoursConfig, "No email in the local night.")

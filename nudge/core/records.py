@@ -42,6 +42,7 @@ class Kind:
     UNSUBSCRIBED: Final = 8
     EMAIL_OPENED: Final = 9
     EMAIL_CLICKED: Final = 10
+    EMAIL_DELIVERED: Final = 11
 
 
 # Segment spec track event names (e-commerce v2, their v1 aliases, email events) -> Kind.
@@ -62,7 +63,9 @@ TRACK_NAMES: dict[str, int] = {
     "Email Unsubscribed": Kind.UNSUBSCRIBED,
     "Email Opened": Kind.EMAIL_OPENED,
     "Email Link Clicked": Kind.EMAIL_CLICKED,
+    "Email Delivered": Kind.EMAIL_DELIVERED,
 }
+EMAIL_KINDS: Final = frozenset((Kind.EMAIL_OPENED, Kind.EMAIL_CLICKED, Kind.EMAIL_DELIVERED))
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +120,21 @@ class Traits:
     marketing_consent: bool | None = None
 
 
+class EmailRef(msgspec.Struct, frozen=True, gc=False):
+    """Which email an engagement event (`Email Delivered`, `Email Opened`, `Email Link
+    Clicked`) is about, from its properties: the email's key (its idempotency key,
+    `customer\x1ftrigger\x1fepisode\x1fstage`, gives the episode; 0 when it is another
+    form), journey, stage and variant. `machine`: a mail-privacy proxy or a link scanner,
+    not a person."""
+
+    key: str
+    trigger: str
+    stage: int
+    variant: str | None = None
+    episode: int = 0
+    machine: bool = False
+
+
 class Event(msgspec.Struct, frozen=True, gc=False):
     """A validated shop event.
 
@@ -137,6 +155,7 @@ class Event(msgspec.Struct, frozen=True, gc=False):
     order_id: str | None = None
     revenue: float = 0.0
     traits: Traits | None = None
+    email: EmailRef | None = None  # engagement events that name their email
 
     def at(self, ts: int) -> Event:
         """The same event with another effective time (a late event raised to the watermark)."""
@@ -352,9 +371,12 @@ class SegmentChange:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """Whether a decision converted: an order within the attribution window after it
-    (`converted`, at the order's time, with its revenue) or none (`not_converted`, at the
-    window's end). Holdout decisions get outcomes too: that is the lift baseline."""
+    """Whether a decision converted: an order credited to it (`converted`, at the order's
+    time, with its revenue; one order is credited to one decision, see
+    nudge/state/attribution.py) or none by the window's end (`not_converted`). Holdout
+    decisions get outcomes too, on the same clock: that is the lift baseline. Engagement
+    with a sent email (`delivered`, `opened`, `clicked`, at the event's time) travels as an
+    Outcome too, so the report counts the funnel from one stream."""
 
     customer_id: str
     trigger: str
@@ -363,7 +385,7 @@ class Outcome:
     decided: int  # the decision's due time
     variant: str | None
     arm: str  # the decision's outcome: sent | holdout
-    outcome: str  # converted | not_converted
+    outcome: str  # converted | not_converted, or engagement: delivered | opened | clicked
     at: int
     revenue: float = 0.0
 

@@ -40,7 +40,7 @@ import orjson
 
 from nudge.core.config import EventsConfig
 from nudge.core.errors import InputError
-from nudge.core.records import TRACK_NAMES, Event, Kind, Product, Traits
+from nudge.core.records import EMAIL_KINDS, TRACK_NAMES, EmailRef, Event, Kind, Product, Traits
 from nudge.flows.wire import (
     MAX_CATEGORY,
     MAX_ID,
@@ -178,6 +178,8 @@ def _fast(raw: bytes, limits: Limits, offset: int, part: int) -> Event | None:
     if kind in (Kind.CART_VIEWED, Kind.CHECKOUT_STARTED):
         return Event(ts, cid, offset, part, kind, mid,
                      _products_of(p.products) if p is not None else ())
+    if kind in EMAIL_KINDS:
+        return None  # the email they name: rare events, read by the full path
     return Event(ts, cid, offset, part, kind, mid)
 
 
@@ -310,6 +312,33 @@ def _identify_traits(doc: dict[str, Any]) -> Any:
     return {**inner, **{k: v for k, v in traits.items() if v is not None}}
 
 
+def _email_ref(props: dict[str, Any], customer_id: str) -> EmailRef | None:
+    """The email an engagement event names (None: it names none, an older producer's)."""
+    key = _text(props, "email_key", "properties", limit=4 * MAX_ID)
+    if key is None:
+        return None
+    trigger = _text(props, "trigger", "properties", required=True, limit=MAX_ID) or ""
+    stage = props.get("stage")
+    if type(stage) is not int:
+        if stage is None:
+            raise _fail("missing_field", "properties.stage is required with email_key")
+        raise _fail("wrong_type",
+                    f"properties.stage must be an integer, got {type(stage).__name__}")
+    if stage < 1:
+        raise _fail("out_of_range", f"properties.stage must be 1 or more, got {stage}")
+    machine = props.get("machine", False)
+    if machine is None:
+        machine = False
+    if type(machine) is not bool:
+        raise _fail("wrong_type", "properties.machine must be true or false")
+    parts = key.split("\x1f")
+    # the email's idempotency key names the episode; only this customer's own emails count
+    episode = int(parts[2]) if len(parts) == 4 and parts[0] == customer_id and \
+        parts[1] == trigger and parts[2].isdigit() and len(parts[2]) < 10 else 0
+    return EmailRef(key, trigger, stage, _text(props, "variant", "properties", limit=MAX_ID),
+                    episode, machine)
+
+
 def _timestamp(doc: dict[str, Any], limits: Limits) -> int:
     raw = doc.get("timestamp")
     if raw is None:
@@ -364,6 +393,9 @@ def _full(doc: dict[str, Any], limits: Limits, offset: int, part: int = 0) -> Ev
                      _number(revenue, "revenue", "properties"))
     if kind in (Kind.CART_VIEWED, Kind.CHECKOUT_STARTED):
         return Event(ts, customer_id, offset, part, kind, mkey, _products(props))
+    if kind in EMAIL_KINDS:
+        return Event(ts, customer_id, offset, part, kind, mkey,
+                     email=_email_ref(props, customer_id))
     return Event(ts, customer_id, offset, part, kind, mkey)
 
 

@@ -21,7 +21,7 @@ from nudge.core.records import Event, Kind
 from nudge.core.timefmt import DAY, HOUR
 from nudge.state.windows import bump, last_bucket
 
-FORMAT: Final = 3
+FORMAT: Final = 4
 MAX_CART_LINES: Final = 100
 MAX_CATEGORIES: Final = 32
 MAX_RECENT: Final = 8  # recently viewed products (recommendation seeds, co-view pairs)
@@ -83,7 +83,8 @@ class Customer:
         self.seg_due = 0  # segments are evaluated then (after activity settles); 0: not due
         self.seg_next = 0  # ... or then, when time alone may change them; 0: never
         self.sends: list[int] | tuple[()] = ()  # event times of recent sends (frequency cap)
-        # [trigger, episode, stage, at, expires, inputs, arm]: waiting for an order or expiry
+        # [trigger, episode, stage, at, expires, inputs, arm, variant, clicked, learned]:
+        # waiting for an order or expiry (nudge/state/attribution.py)
         self.outcomes: list[list[Any]] | tuple[()] = ()
         # [trigger, episode, stage, due, outcome, reason, variant], most recent last
         self.decisions: list[list[Any]] | tuple[()] = ()
@@ -244,10 +245,9 @@ def apply_facts(c: Customer, ev: Event) -> None:
     elif kind == Kind.UNSUBSCRIBED:
         c.consent = False
         c.consent_at = ts
-    elif kind == Kind.EMAIL_OPENED:
-        _count(c.counters, OPENS, ts // DAY, 1, 30)
-    elif kind == Kind.EMAIL_CLICKED:
-        _count(c.counters, CLICKS, ts // DAY, 1, 30)
+    elif (kind == Kind.EMAIL_OPENED or kind == Kind.EMAIL_CLICKED) and (  # noqa: PLR1714
+            ev.email is None or not ev.email.machine):  # a proxy or a scanner is no person
+        _count(c.counters, OPENS if kind == Kind.EMAIL_OPENED else CLICKS, ts // DAY, 1, 30)
 
 
 def _order(c: Customer, ev: Event) -> None:

@@ -67,6 +67,7 @@ class Program:
     # the event kinds journeys.on_event has anything to do for (None: every kind)
     journey_kinds: frozenset[int] | None = None
     ranked: bool = True  # some rule reads an engagement percentile (nudge/state/engagement.py)
+    attribution: str = "last_touch"  # attribution.model (nudge/state/attribution.py)
 
 
 _RANKED = frozenset({"engagement_percentile", "engagement_tier"})
@@ -154,4 +155,5 @@ def compile_program(config: Config) -> Program:
         with_exit_if=tuple(j for j in journeys if j.exit_if is not None),
         journey_kinds=journey_kinds,
         ranked=any(f in _RANKED for rule in rules for f in rule.features),
+        attribution=config.attribution.model,
     )

@@ -36,7 +36,7 @@ from nudge.state.program import Program
 from nudge.state.store import CustomerStore
 from nudge.state.transitions import Shared, advance, apply, wake
 
-SNAPSHOT_FORMAT: Final = 4
+SNAPSHOT_FORMAT: Final = 5
 # The order events run in: see the module docstring and nudge.core.records.Event.
 EVENT_ORDER: Final = attrgetter("ts", "customer_id", "offset", "part")
 _TS: Final = attrgetter("ts")

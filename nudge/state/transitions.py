@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nudge.core.records import (
+    EMAIL_KINDS,
     OUTCOME_HOLDOUT,
     OUTCOME_SENT,
     Decision,
@@ -98,7 +99,7 @@ def apply(c: Customer, cid: str, ev: Event, shared: Shared) -> bool:
         if c.outcomes:
             attribution.on_order(c, cid, ts, ev.revenue,
                                  shared.learn if shared.model is not None else None,
-                                 shared.out.outcomes)
+                                 shared.out.outcomes, program.attribution)
         if items is not None:
             items.on_order(ts, ev.products, c.recent[-c.session:] if c.session else [])
         _engage(c, shared, "order", ts)
@@ -106,10 +107,15 @@ def apply(c: Customer, cid: str, ev: Event, shared: Shared) -> bool:
         if items is not None:
             items.on_add(ts, ev.products[0])
         _engage(c, shared, "cart_add", ts)
-    elif kind == Kind.EMAIL_OPENED:
-        _engage(c, shared, "email_opened", ts)
-    elif kind == Kind.EMAIL_CLICKED:
-        _engage(c, shared, "email_clicked", ts)
+    elif kind in EMAIL_KINDS:
+        ref = ev.email
+        if ref is None or not ref.machine:  # a proxy's open or a scanner's click: no person
+            if kind == Kind.EMAIL_OPENED:
+                _engage(c, shared, "email_opened", ts)
+            elif kind == Kind.EMAIL_CLICKED:
+                _engage(c, shared, "email_clicked", ts)
+            if ref is not None:
+                attribution.engage(c, cid, kind, ts, ref, shared.out.outcomes)
     apply_facts(c, ev)
     jk = program.journey_kinds
     moved = (jk is None or kind in jk) and journeys.on_event(c, ev, shared.env, program)
@@ -125,7 +131,7 @@ def advance(c: Customer, cid: str, t: int, shared: Shared) -> None:
     out = shared.out
     if c.outcomes and attribution.next_expiry(c) <= t:
         attribution.expire(c, cid, t, shared.learn if shared.model is not None else None,
-                           out.outcomes)
+                           out.outcomes, program.attribution)
     ctx = Context(c, t, shared.env)
     if (c.seg_due and c.seg_due <= t) or (c.seg_next and c.seg_next <= t):
         changes, nxt = segments.evaluate(c, cid, ctx, program)
