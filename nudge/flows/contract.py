@@ -44,6 +44,7 @@ from nudge.core.records import EMAIL_KINDS, TRACK_NAMES, EmailRef, Event, Kind, 
 from nudge.flows.wire import (
     MAX_CATEGORY,
     MAX_ID,
+    MAX_MESSAGE_ID,
     MAX_PRODUCTS,
     MAX_QUANTITY,
     MAX_TEXT,
@@ -374,6 +375,9 @@ def _full(doc: dict[str, Any], limits: Limits, offset: int, part: int = 0) -> Ev
         raise _fail("missing_id", "neither userId nor anonymousId is set")
     if mid is not None and not isinstance(mid, str):
         raise _fail("wrong_type", "messageId must be a string")
+    if mid is not None and len(mid) > MAX_MESSAGE_ID:
+        raise _fail("message_id_too_long",
+                    f"messageId is {len(mid)} characters (max {MAX_MESSAGE_ID})")
     ts = _timestamp(doc, limits)
     mkey = mid or ""
     if kind == Kind.IDENTIFY:

@@ -18,6 +18,9 @@ MAX_TEXT: Final = 1024
 MAX_CATEGORY: Final = 128
 MAX_PRODUCTS: Final = 200
 MAX_QUANTITY: Final = 10_000
+# A producer's retry key: UUIDs and Segment's ids are under 64 characters; anything much
+# longer is not an id (de-duplication keeps a digest, but the record still travels).
+MAX_MESSAGE_ID: Final = 256
 
 Aware = Annotated[datetime, msgspec.Meta(tz=True)]
 
@@ -71,7 +74,7 @@ class WireDoc(msgspec.Struct, gc=False):
     event: str | None = None
     userId: _Id | None = None
     anonymousId: _Id | None = None
-    messageId: str | None = None
+    messageId: Annotated[str, msgspec.Meta(max_length=MAX_MESSAGE_ID)] | None = None
     properties: WireProperties | None = None
     traits: WireTraits | None = None
     context: WireContext | None = None

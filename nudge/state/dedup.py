@@ -1,7 +1,11 @@
-"""De-duplication of producer retries by `messageId`, within a window of event time.
+"""De-duplication of producer retries by (customer, `messageId`), within a window of event time.
 
-A record whose messageId was seen at an effective time within `window` of its own is a
-duplicate. Ids are kept in generations of one window of event time each, so forgetting
+A record whose customer sent the same messageId at an effective time within `window` of its
+own is a duplicate. The key is the customer's and not the id alone: producers are
+untrusted, and one customer's events must never make another's look like a repeat (a
+`messageId` copied from someone else's `Unsubscribed` would otherwise drop it). What is kept
+is a 128-bit digest of the pair (`dedup_key`, xxh3), never the strings: an entry costs the
+same whatever the id's length (parse bounds that too, `message_id_too_long`). Ids are kept in generations of one window of event time each, so forgetting
 them costs one dict per window instead of one deletion per id. A shard asks in event-time
 order, so the usual lookup checks only the current generation and the one before; a time
 from an older generation (never in a shard, possible for other callers) checks all three
@@ -10,8 +14,11 @@ watermark still lets in could be within the window of them, so whether a record 
 duplicate never depends on when the watermark moved.
 
 >>> d = MessageDedup(window=100)
->>> d.is_duplicate("m1", 1000), d.is_duplicate("m1", 1050), d.is_duplicate("m1", 1200)
+>>> k = dedup_key("c1", "m1")
+>>> d.is_duplicate(k, 1000), d.is_duplicate(k, 1050), d.is_duplicate(k, 1200)
 (False, True, False)
+>>> d.is_duplicate(dedup_key("c2", "m1"), 1060)  # another customer's id: not a repeat
+False
 >>> d.expire(watermark=10_000); len(d)
 0
 >>> from nudge.core.records import Event, Kind
@@ -25,9 +32,17 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from xxhash import xxh3_128_intdigest
+
 from nudge.core.records import Event
 
-_NONE: Final[dict[str, int]] = {}
+_NONE: Final[dict[int, int]] = {}
+
+
+def dedup_key(customer_id: str, message_id: str) -> int:
+    """The pair's digest. The customer id's length comes first so that no split of the
+    same characters between the two ids gives the same input."""
+    return xxh3_128_intdigest(f"{len(customer_id)}:{customer_id}{message_id}".encode())
 
 
 class MessageDedup:
@@ -35,26 +50,27 @@ class MessageDedup:
 
     def __init__(self, window: int) -> None:
         self.window = max(1, window)
-        self.generations: dict[int, dict[str, int]] = {}  # ts // window -> {id: ts}
+        self.generations: dict[int, dict[int, int]] = {}  # ts // window -> {key: ts}
         self._g = -1  # the newest generation and its dicts, for the usual lookup
-        self._current: dict[str, int] = _NONE
-        self._previous: dict[str, int] = _NONE
+        self._current: dict[int, int] = _NONE
+        self._previous: dict[int, int] = _NONE
 
-    def is_duplicate(self, message_id: str, ts: int) -> bool:
-        """True if `message_id` was seen within the window of `ts`; else remember it."""
+    def is_duplicate(self, key: int, ts: int) -> bool:
+        """True if the key (`dedup_key`) was seen within the window of `ts`; else remember
+        it."""
         window = self.window
         g = ts // window
         if g != self._g:
             if g < self._g:
-                return self._is_duplicate_older(message_id, ts, g)
+                return self._is_duplicate_older(key, ts, g)
             self._g = g
             self._current = self.generations.setdefault(g, {})
             self._previous = self.generations.get(g - 1, _NONE)
-        prev = self._current.get(message_id)
+        prev = self._current.get(key)
         if prev is None:
-            prev = self._previous.get(message_id)
+            prev = self._previous.get(key)
             if prev is None or ts - prev > window:
-                self._current[message_id] = ts
+                self._current[key] = ts
                 return False
         return True
 
@@ -65,10 +81,12 @@ class MessageDedup:
         append = out.append
         window = self.window
         for ev in events:
-            mid = ev.message_id
-            if not mid:
+            text = ev.message_id
+            if not text:
                 append(ev)
                 continue
+            cid = ev.customer_id
+            mid = xxh3_128_intdigest(f"{len(cid)}:{cid}{text}".encode())  # dedup_key inline
             ts = ev.ts
             if ts // window == self._g:
                 current = self._current
@@ -83,13 +101,13 @@ class MessageDedup:
                 append(ev)
         return out
 
-    def _is_duplicate_older(self, message_id: str, ts: int, g: int) -> bool:
+    def _is_duplicate_older(self, key: int, ts: int, g: int) -> bool:
         window, gens = self.window, self.generations
         for k in (g, g - 1, g + 1):
-            prev = gens.get(k, _NONE).get(message_id)
+            prev = gens.get(k, _NONE).get(key)
             if prev is not None and -window <= ts - prev <= window:
                 return True
-        gens.setdefault(g, {})[message_id] = ts
+        gens.setdefault(g, {})[key] = ts
         if g == self._g - 1:
             self._previous = gens[g]  # it may have been created just now
         return False
@@ -106,7 +124,7 @@ class MessageDedup:
     def __len__(self) -> int:
         return sum(len(s) for s in self.generations.values())
 
-    def snapshot(self) -> dict[int, dict[str, int]]:
+    def snapshot(self) -> dict[int, dict[int, int]]:
         return self.generations
 
     @classmethod
