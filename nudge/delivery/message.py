@@ -23,6 +23,8 @@ from email.policy import SMTP
 from email.utils import format_datetime, formataddr, parseaddr
 from functools import lru_cache
 
+from nudge.core.address import canonical
+from nudge.core.errors import PermanentDeliveryError
 from nudge.core.records import Email
 from nudge.core.timefmt import to_datetime
 
@@ -101,6 +103,20 @@ def _named_address(value: str) -> str:
     return f"{_encoded_words(name, width=len(name) * 4)} <{addr}>"
 
 
+def recipient(email: Email) -> str:
+    """The one address the email goes to, exactly as `To:` and SMTP's RCPT carry it.
+
+    Parse accepts only such addresses (nudge/core/address.py); this is the last gate before
+    a transport, so nothing else (a record from an older version, a template bug) can put
+    a second recipient, a comment or a control character on the wire."""
+    address = canonical(email.to)
+    if address is None or address != email.to:
+        raise PermanentDeliveryError(
+            f"email {email.key!r}: the recipient is not a plain address (dot-atom local part "
+            "at a DNS domain name)")
+    return address
+
+
 def _qp(text: str) -> bytes:
     # binascii's quoted-printable with CRLF line ends: normalise line ends first so a bare
     # LF in a template never reaches the wire.
@@ -119,7 +135,7 @@ def to_bytes(email: Email) -> bytes:
     boundary = _boundary(email)
     head = [
         f"From: {_address(email.from_addr)}",
-        f"To: {_address(email.to)}",
+        f"To: {recipient(email)}",
         f"Subject: {_text_header(email.subject)}",
         f"Date: {format_datetime(to_datetime(email.due))}",
         f"Message-ID: {message_id(email)}",

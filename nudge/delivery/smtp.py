@@ -11,7 +11,7 @@ from email.utils import parseaddr
 from nudge.core.config import SmtpConfig
 from nudge.core.errors import PermanentDeliveryError, TransientDeliveryError
 from nudge.core.records import Email
-from nudge.delivery.message import to_bytes
+from nudge.delivery.message import recipient, to_bytes
 
 
 class SmtpTransport:
@@ -41,9 +41,10 @@ class SmtpTransport:
 
     def send(self, email: Email) -> str:
         where = f"SMTP {self.config.host}:{self.config.port}"
+        rcpt = recipient(email)  # raises PermanentDeliveryError before any connection
         try:
             conn = self._connect()
-            sender, rcpt = parseaddr(email.from_addr)[1], parseaddr(email.to)[1]
+            sender = parseaddr(email.from_addr)[1]
             # an address outside ASCII needs the server's SMTPUTF8 extension (RFC 6531)
             utf8 = not (sender.isascii() and rcpt.isascii())
             refused = conn.sendmail(sender, [rcpt], to_bytes(email),

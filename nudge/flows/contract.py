@@ -28,7 +28,6 @@ nudge.core.errors.InputError: unknown_type: type 'pages' is not one of track, id
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -38,6 +37,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 import orjson
 
+from nudge.core.address import canonical
 from nudge.core.config import EventsConfig
 from nudge.core.errors import InputError
 from nudge.core.records import EMAIL_KINDS, TRACK_NAMES, EmailRef, Event, Kind, Product, Traits
@@ -151,12 +151,13 @@ def _fast(raw: bytes, limits: Limits, offset: int, part: int) -> Event | None:
             t = ctx
         if t is None:
             return Event(ts, cid, offset, part, Kind.IDENTIFY, mid, (), None, 0.0, Traits())
-        if (t.email is not None and not _valid_email(t.email.strip())) or \
+        email = canonical(t.email.strip()) if t.email is not None else None
+        if (email is None and t.email is not None) or \
                 (t.timezone is not None and not valid_timezone(t.timezone)):
             return None
         return Event(ts, cid, offset, part, Kind.IDENTIFY, mid, (), None, 0.0,
-                     Traits(t.email.strip() if t.email is not None else None, t.first_name,
-                            t.last_name, t.timezone, t.marketing_consent))
+                     Traits(email, t.first_name, t.last_name, t.timezone,
+                            t.marketing_consent))
     if d.type != "track" or d.event is None:
         return None
     kind = TRACK_NAMES.get(d.event)
@@ -264,15 +265,6 @@ def valid_timezone(name: str) -> bool:
     return True
 
 
-# \s is str.isspace() (CPython's sre uses the same Unicode table)
-_NOT_IN_ADDRESS = re.compile(r'[\s<>,;"]')
-
-
-def _valid_email(email: str) -> bool:
-    local, _, domain = email.rpartition("@")
-    return bool(local) and "." in domain and _NOT_IN_ADDRESS.search(email) is None
-
-
 def _traits(obj: Any) -> Traits:
     if obj is None:
         return Traits()
@@ -280,9 +272,10 @@ def _traits(obj: Any) -> Traits:
         raise _fail("wrong_type", "traits must be an object")
     email = _text(obj, "email", "traits", limit=254)
     if email is not None:
-        email = email.strip()
-        if not _valid_email(email):
-            raise _fail("invalid_email", "traits.email is not an email address")
+        email = canonical(email.strip())
+        if email is None:
+            raise _fail("invalid_email", "traits.email is not a plain address (a dot-atom "
+                        "local part at a DNS domain name)")
     tz = _text(obj, "timezone", "traits", limit=64)
     if tz is not None and not valid_timezone(tz):
         raise _fail("invalid_timezone", f"traits.timezone {tz!r} is not an IANA timezone")

@@ -22,6 +22,7 @@ from functools import lru_cache
 from typing import Final
 from zoneinfo import ZoneInfo
 
+from nudge.core.address import canonical
 from nudge.core.config import CapsConfig, QuietHoursConfig
 from nudge.core.timefmt import parse_iso  # noqa: F401  (doctest)
 from nudge.state.customer import Customer
@@ -59,8 +60,8 @@ def consent_block(c: Customer) -> str | None:
     """Why no marketing email may go to this customer now, or None. Opt-in is required."""
     if c.consent is not True:
         return NO_CONSENT
-    if not c.email:
-        return NO_ADDRESS
+    if not c.email or canonical(c.email) is None:
+        return NO_ADDRESS  # the second: parse accepts only such addresses; never "sent"
     return None
 
 

@@ -141,6 +141,37 @@ class _HandLoop:
             due.pop(cid, None)
 
 
+def dedup_cost(path: str) -> dict[str, float]:
+    """The shard's de-duplication alone, over the file's parsed events in event-time order
+    and in the shard's batches: (customer, messageId) digests (what runs), and a dict keyed
+    by the messageId string (the cost of keying by the id alone, for comparison)."""
+    from nudge.core.config import EventsConfig
+    from nudge.core.records import RawChunk
+    from nudge.flows.parse import Limits, parse_chunk
+    from nudge.state.dedup import MessageDedup
+
+    cfg = EventsConfig()
+    with open(path, "rb") as f:
+        records = [(i, line.rstrip(b"\n")) for i, line in enumerate(f, 1)]
+    limits = Limits.from_config(cfg, now_ms=int(time.time() * 1000))
+    events, _, _ = parse_chunk(RawChunk("p", 1, path, -1, records), limits)
+    events.sort(key=lambda e: e.ts)
+    batches = [events[i:i + 10_000] for i in range(0, len(events), 10_000)]
+    dedup = MessageDedup(cfg.dedup_window)
+    t = time.perf_counter()
+    kept = sum(len(dedup.unique(b)) for b in batches)
+    el = time.perf_counter() - t
+    by_id: dict[str, int] = {}
+    t = time.perf_counter()
+    for b in batches:
+        for ev in b:
+            if ev.message_id and ev.message_id not in by_id:
+                by_id[ev.message_id] = ev.ts
+    el_by_id = time.perf_counter() - t
+    return {"events": len(events), "seconds": el, "by_id_seconds": el_by_id, "kept": kept,
+            "rss_mb": _peak_rss_mb()}
+
+
 def hand_loop(path: str) -> dict[str, float]:
     loop = _HandLoop()
     feed = loop.feed
@@ -385,6 +416,11 @@ def main(argv: list[str] | None = None) -> int:
         _details(r)
         if profile == "lean" and transport == "none":
             lean = r
+    dd = _child("dedup_cost", str(data))
+    share = f", {dd['seconds'] / lean['seconds']:.1%} of the lean run" if lean else ""
+    print(f"  de-duplication by (customer, messageId) digest: "
+          f"{dd['seconds'] / dd['events'] * 1e6:.2f} us/event{share} (keyed by the id "
+          f"string alone: {dd['by_id_seconds'] / dd['events'] * 1e6:.2f} us/event)")
     if lean is not None:
         per_customer = (lean["rss_mb"] - lean["rss_base_mb"]) * 1024 * 1024 / args.customers
         print(f"  RSS per customer (lean): {per_customer:,.0f} B (peak {lean['rss_mb']:,.0f} MB "
