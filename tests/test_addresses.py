@@ -140,7 +140,8 @@ def smtp() -> Iterator[tuple[_Recorder, int]]:
 FORBIDDEN = set('"()<>[]:;,\\ \t\r\n\x00')
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=400, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(address=addresses)
 def test_what_parse_accepts_is_exactly_what_to_and_rcpt_carry(
         address: str, smtp: tuple[_Recorder, int]) -> None:

@@ -1,12 +1,14 @@
-"""De-duplication of producer retries by (customer, `messageId`), within a window of event time.
+"""De-duplication of producer retries by (customer, messageId) within a window of event time.
 
 A record whose customer sent the same messageId at an effective time within `window` of its
 own is a duplicate. The key is the customer's and not the id alone: producers are
 untrusted, and one customer's events must never make another's look like a repeat (a
 `messageId` copied from someone else's `Unsubscribed` would otherwise drop it). What is kept
 is a 128-bit digest of the pair (`dedup_key`, xxh3), never the strings: an entry costs the
-same whatever the id's length (parse bounds that too, `message_id_too_long`). Ids are kept in generations of one window of event time each, so forgetting
-them costs one dict per window instead of one deletion per id. A shard asks in event-time
+same whatever the id's length (parse bounds that too, `message_id_too_long`).
+
+Keys are kept in generations of one window of event time each, so forgetting them costs
+one dict per window instead of one deletion per id. A shard asks in event-time
 order, so the usual lookup checks only the current generation and the one before; a time
 from an older generation (never in a shard, possible for other callers) checks all three
 that can hold an id within the window. Ids are forgotten only once no record the
