@@ -133,6 +133,12 @@ backoff_max = "500ms"
 
 [render]
 strict = true
+
+[secrets]
+signing_key = "chaos"
+
+[secrets.keys.chaos]
+env = "NUDGE_CHAOS_SIGNING_KEY"
 """
     if recovery:
         extra += f"""
@@ -149,7 +155,8 @@ class _Run:
     up and stall it)."""
 
     def __init__(self, log: Path, *args: str) -> None:
-        env = dict(os.environ, PYTHONPATH=str(ROOT), NUDGE_ESP_API_KEY="chaos")
+        env = dict(os.environ, PYTHONPATH=str(ROOT), NUDGE_ESP_API_KEY="chaos",
+                   NUDGE_CHAOS_SIGNING_KEY="chaos-only-signing-key-0123456789abcdef")
         self.log = log
         with log.open("ab") as f:
             f.write(f"--- nudge {' '.join(args)}\n".encode())

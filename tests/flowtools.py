@@ -44,6 +44,10 @@ def cluster_addresses(n: int) -> str:
     return ";".join(f"127.0.0.1:{p}" for p in ports)
 
 
+TEST_KEY_ENV = "NUDGE_TEST_SIGNING_KEY"
+TEST_KEY = "tests-only-signing-key-0123456789abcdef"
+
+
 def write_config(path: Path, out: Path, *, shards: int = 8,
                  **sections: dict[str, Any]) -> Path:
     """A TOML config whose outputs, outbox and ledger all live under `out`."""
@@ -56,6 +60,9 @@ def write_config(path: Path, out: Path, *, shards: int = 8,
         "delivery": {"transport": "outbox", "outbox_dir": str(out / "outbox"),
                      "ledger_dir": str(out / "ledger")},
         "render": {"strict": True},
+        # the tests' own key (tests/conftest.py sets the variable), never the demo key
+        "secrets": {"signing_key": "test"},
+        "secrets.keys.test": {"env": TEST_KEY_ENV},
     }
     for name, values in sections.items():
         base.setdefault(name, {}).update(values)

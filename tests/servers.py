@@ -162,27 +162,64 @@ def esp_server(**kwargs: Any) -> Iterator[EspServer]:
 
 @dataclass
 class SmtpSink:
-    """aiosmtpd handler: accepts, or answers with the next scripted reply code."""
+    """aiosmtpd handler: accepts, or answers with the next scripted reply code. Records each
+    message, whether its session was encrypted, and each AUTH attempt (user, password)."""
 
     script: list[str] = field(default_factory=list)
     messages: list[bytes] = field(default_factory=list)
+    encrypted: list[bool] = field(default_factory=list)
+    logins: list[tuple[str, str, bool]] = field(default_factory=list)  # user, password, TLS
+    users: dict[str, str] = field(default_factory=dict)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.script:
             return self.script.pop(0)
         self.messages.append(envelope.original_content or envelope.content)
+        self.encrypted.append(_encrypted(server))
         return "250 Message accepted for delivery"
+
+    def authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str,
+                     data: Any) -> Any:
+        from aiosmtpd.smtp import AuthResult
+
+        user, password = data.login.decode(), data.password.decode()
+        self.logins.append((user, password, _encrypted(server)))
+        return AuthResult(success=self.users.get(user) == password)
+
+
+def _encrypted(server: Any) -> bool:
+    return server.transport.get_extra_info("ssl_object") is not None
 
 
 @contextmanager
-def smtp_server(script: list[str] | None = None) -> Iterator[tuple[SmtpSink, int]]:
+def smtp_server(script: list[str] | None = None, *, tls: str = "none",
+                certificate: Any = None, users: dict[str, str] | None = None,
+                auth_require_tls: bool = True) -> Iterator[tuple[SmtpSink, int]]:
+    """aiosmtpd on loopback. `tls`: "implicit" (TLS from the first byte), "starttls"
+    (offered, and required before mail), or "none"; `certificate` a trustme leaf (the test's
+    own CA). `users` turns on AUTH (refused over plain text unless `auth_require_tls` is
+    off)."""
+    import ssl
+
     from aiosmtpd.controller import Controller
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    handler = SmtpSink(script or [])
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    handler = SmtpSink(script or [], users=dict(users or {}))
+    server_ctx = None
+    if tls != "none":
+        server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        certificate.configure_cert(server_ctx)
+    kwargs: dict[str, Any] = {"auth_require_tls": auth_require_tls}
+    if users is not None:
+        kwargs["authenticator"] = handler.authenticate
+    if tls == "implicit":
+        # aiosmtpd counts only STARTTLS as TLS for AUTH; this connection is TLS from the start
+        kwargs.update(ssl_context=server_ctx, auth_require_tls=False)
+    elif tls == "starttls":
+        kwargs.update(tls_context=server_ctx, require_starttls=True)
+    controller = Controller(handler, hostname="127.0.0.1", port=port, **kwargs)
     controller.start()
     try:
         yield handler, port

@@ -146,7 +146,7 @@ def test_retry_after_parsing() -> None:
 
 def test_smtp_delivers_and_classifies_replies(tmp_path: Path) -> None:
     with smtp_server(script=["451 4.3.0 try later"]) as (sink, port):
-        t = SmtpTransport(SmtpConfig(host="127.0.0.1", port=port))
+        t = SmtpTransport(SmtpConfig(host="127.0.0.1", port=port, tls="none"))
         d = Deliverer(t, Ledger(tmp_path / "l"), POLICY, sleep=Recorder())
         assert d.deliver([email(1)]) == []  # 451, then accepted on the retry
         assert d.stats["attempts"] == 2

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from nudge.core.config import Config
 from nudge.core.errors import RenderError
+from nudge.core.keyring import Keyring
 from nudge.core.records import CartLine, Decision, EmailContext
-from nudge.templates.render import Renderer, preview, unsubscribe_token, with_utm
+from nudge.core.tokens import ForgedToken, verify
+from nudge.templates.render import Renderer, preview, with_utm
 
 HOSTILE = '<script>alert("x")</script>{{ 7*7 }}{% raw %}\r\nBcc: victim@example.com'
 
@@ -64,15 +67,30 @@ def test_javascript_product_links_are_dropped() -> None:
     assert "javascript:" not in e.html
 
 
-def test_unsubscribe_headers_and_signed_token() -> None:
-    e = Renderer(Config(), strict=True).render(decision())
+def test_unsubscribe_headers_carry_a_token_signed_with_the_keyring() -> None:
+    ring = Keyring({"k7": b"s" * 32}, signing_id="k7")
+    d = decision()
+    e = Renderer(Config(), strict=True, keyring=ring).render(d)
     headers = dict(e.headers)
-    token = unsubscribe_token("cust-1", "change-me")
-    assert headers["List-Unsubscribe"] == (
-        f"<https://shop.example/unsubscribe?token={token}>, "
-        "<mailto:unsubscribe@shop.example?subject=unsubscribe>")
+    link = headers["List-Unsubscribe"].split(">")[0][1:]
+    assert link.startswith("https://shop.example/unsubscribe?token=k7.")
+    assert headers["List-Unsubscribe"].endswith(
+        ", <mailto:unsubscribe@shop.example?subject=unsubscribe>")
     assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    assert token in e.html and token != unsubscribe_token("cust-1", "other-secret")
+    token = parse_qs(urlsplit(link).query)["token"][0]
+    assert link in e.html and link in e.text
+    claims = verify(ring, token, purpose="unsubscribe", now=d.due)
+    assert (claims.customer_id, claims.trigger, claims.episode, claims.stage) == \
+        (d.customer_id, d.trigger, d.episode, d.stage)
+    assert claims.email_key == e.key == d.idempotency_key
+    assert claims.expires == d.due + Config().secrets.unsubscribe_lifetime
+    # another keyring (another shop, or the demo key) cannot verify it
+    with pytest.raises(ForgedToken):
+        verify(Keyring({"k7": b"t" * 32}, signing_id="k7"), token, purpose="unsubscribe",
+               now=d.due)
+    # the same decision renders the same token (event time, no wall clock)
+    again = Renderer(Config(), strict=True, keyring=ring).render(d)
+    assert dict(again.headers)["List-Unsubscribe"] == headers["List-Unsubscribe"]
 
 
 def test_missing_variable_fails_loudly_in_strict_mode_and_falls_back_in_production(

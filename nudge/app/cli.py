@@ -28,6 +28,7 @@ import orjson
 from nudge.core import config as config_mod
 from nudge.core.config import Config
 from nudge.core.errors import NudgeError
+from nudge.core.keyring import activate, refuse_demo_secrets
 
 log = logging.getLogger("nudge")
 
@@ -39,7 +40,9 @@ def _with(cfg: Any, **changes: Any) -> Any:
 
 
 def _load(args: argparse.Namespace) -> Config:
-    return config_mod.load(args.config)
+    cfg = config_mod.load(args.config)
+    activate(cfg.secrets)  # the keys exist and are readable; log ids keyed as the flow's
+    return cfg
 
 
 def _run(flow: Any, *, workers: int = 1, process_id: int | None = None,
@@ -202,6 +205,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from nudge.kafka.source import KafkaEventSource
 
     cfg = _load(args)
+    refuse_demo_secrets(cfg.secrets, cfg.delivery.transport)
     if args.bounded:
         cfg = _with(cfg, kafka=_with(cfg.kafka, tail=False))
     source = KafkaEventSource(cfg.kafka, cfg.events)
@@ -246,8 +250,16 @@ def cmd_check(args: argparse.Namespace) -> int:
     from nudge.state.program import compile_program
 
     cfg = _load(args)
+    refuse_demo_secrets(cfg.secrets, cfg.delivery.transport)
     program = compile_program(cfg)
     print(f"config {args.config or '(defaults)'}: ok")
+    s = cfg.secrets
+    if s.demo:
+        print("  secrets: the public demo key (tokens can be forged; fine for the outbox only)")
+    else:
+        retired = ", ".join(f"{k.id} (retired)" for k in s.keys if k.retired is not None)
+        print(f"  secrets: signing key {s.signing_key!r}, log ids keyed by "
+              f"{s.log_id_key or s.signing_key!r}" + (f"; verifying {retired}" if retired else ""))
     for j in program.journeys:
         delays = ", ".join(format_duration(s.delay) for s in j.stages)
         print(f"  journey {j.name:<20} entry {cfg.trigger(j.name).entry!r}, stages {delays}")

@@ -48,6 +48,7 @@ from nudge.core.journeyconfig import (
     parse_segments,
     parse_triggers,
 )
+from nudge.core.keyring import SecretsConfig
 from nudge.core.serveconfig import ServeConfig, TrackingConfig, WebhooksConfig
 from nudge.core.timefmt import parse_duration
 
@@ -139,8 +140,6 @@ class RenderConfig:
         "One-click unsubscribe link; `{token}` becomes a signed token of the customer.")
     unsubscribe_mailto: str = setting(
         "unsubscribe@shop.example", "The `mailto:` of the List-Unsubscribe header.")
-    unsubscribe_secret: str = setting(
-        "change-me", "The key that signs unsubscribe tokens.")
     utm_source: str = setting("nudge", "`utm_source` added to the emails' links.")
     utm_medium: str = setting("email", "`utm_medium` added to the emails' links.")
     currency: str = setting("EUR", "ISO 4217 currency of prices shown.")
@@ -182,8 +181,21 @@ class SmtpConfig(RetrySettings):
     username: str = setting("", "Login name; empty: no login.")
     password_env: str = setting("NUDGE_SMTP_PASSWORD",
                                 "The environment variable that holds the password.")
-    starttls: bool = setting(False, "Upgrade the connection with STARTTLS before sending.")
+    tls: Literal["implicit", "starttls", "none"] = setting(
+        "starttls", "`implicit`: TLS from the first byte (port 465); `starttls`: upgrade before "
+                    "anything else, and fail if the server does not offer it; `none`: plain "
+                    "text.")
+    ca_file: str = setting(
+        "", "A PEM bundle of CAs to verify the server's certificate with; empty: the system's.")
+    allow_plaintext_auth: bool = setting(
+        False, "Send the login over `tls = \"none\"` (refused unless set).")
     timeout: Duration = setting(parse_duration("10s"), "One connection's timeout.")
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        if self.username and self.tls == "none" and not self.allow_plaintext_auth:
+            yield "username", ('AUTH would cross the network unencrypted with tls = "none"; '
+                               'use tls = "implicit" or "starttls" (or set '
+                               'allow_plaintext_auth = true)')
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,6 +309,8 @@ class Config:
     serve: ServeConfig = section(ServeConfig, "`nudge serve`: the collector and its limits.")
     tracking: TrackingConfig = section(TrackingConfig, "Open and click tracking.")
     webhooks: WebhooksConfig = section(WebhooksConfig, "ESP webhooks (`nudge serve`).")
+    secrets: SecretsConfig = section(
+        SecretsConfig, "Keys that sign tokens and key log ids, from env or files.")
 
     def trigger(self, name: str) -> TriggerConfig:
         for t in self.triggers:

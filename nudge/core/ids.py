@@ -3,16 +3,34 @@
 Python's `hash()` is salted per process, so nothing here uses it: a shard assignment is
 stored schema (recovery state is keyed by shard) and must be the same in every process.
 
+A log id is a keyed BLAKE2b of the customer id: without the key, a list of candidate ids
+cannot be hashed to find whose log line it is. The key comes from the keyring
+(`use_log_key`, called where a config is loaded: the flow and the command line); the same key
+gives the same log ids across restarts. Until it is called, a random per-process key.
+
 >>> shard_of("customer-42", 64)
 21
->>> len(log_id("customer-42"))
-12
+>>> use_log_key(b"k" * 32)
+>>> log_id("customer-42")
+'92024afa0340'
+>>> use_log_key(b"j" * 32)
+>>> log_id("customer-42")
+'de6ec87410e5'
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import zlib
+
+_log_key = os.urandom(32)
+
+
+def use_log_key(key: bytes) -> None:
+    """Key log ids with `key` (the keyring's `log_salt()`) in this process from now on."""
+    global _log_key
+    _log_key = key[:64]  # BLAKE2b takes a key of up to 64 bytes
 
 
 def shard_of(customer_id: str, shards: int) -> int:
@@ -21,8 +39,8 @@ def shard_of(customer_id: str, shards: int) -> int:
 
 
 def log_id(customer_id: str) -> str:
-    """A short keyed-free digest of a customer id, safe to print in logs (no personal data)."""
-    return hashlib.blake2b(customer_id.encode(), digest_size=6).hexdigest()
+    """A short keyed digest of a customer id, safe to print in logs (no personal data)."""
+    return hashlib.blake2b(customer_id.encode(), digest_size=6, key=_log_key).hexdigest()
 
 
 def message_key(message_id: str) -> int:

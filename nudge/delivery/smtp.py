@@ -1,15 +1,24 @@
 """SMTP delivery (smtplib). 4xx replies, disconnects and timeouts are transient; 5xx replies
-are permanent. One connection is reused and reopened after any error."""
+are permanent. One connection is reused and reopened after any error.
+
+`tls`: "implicit" speaks TLS from the first byte (port 465, RFC 8314), "starttls" upgrades
+before anything else is said and fails if the server does not offer it (never a silent
+fallback to plain text), "none" is plain text. The server's certificate is verified against
+the system's trust store, or `ca_file`. AUTH is only ever sent over TLS unless
+`allow_plaintext_auth` says otherwise (the config refuses the combination; this module checks
+again, in case a connection ended up unencrypted).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import smtplib
+import ssl
 from email.utils import parseaddr
 
 from nudge.core.config import SmtpConfig
-from nudge.core.errors import PermanentDeliveryError, TransientDeliveryError
+from nudge.core.errors import ConfigError, PermanentDeliveryError, TransientDeliveryError
 from nudge.core.records import Email
 from nudge.delivery.message import recipient, to_bytes
 
@@ -20,16 +29,35 @@ class SmtpTransport:
     def __init__(self, config: SmtpConfig) -> None:
         self.config = config
         self.password = os.environ.get(config.password_env, "")
+        if config.username and not self.password:
+            raise ConfigError("delivery.smtp.password_env",
+                              f"environment variable {config.password_env} is not set")
+        self.context = None if config.tls == "none" else \
+            ssl.create_default_context(cafile=config.ca_file or None)
         self._conn: smtplib.SMTP | None = None
 
     def _connect(self) -> smtplib.SMTP:
         if self._conn is None:
             c = self.config
-            conn = smtplib.SMTP(c.host, c.port, timeout=c.timeout / 1000)
-            if c.starttls:
-                conn.starttls()
-            if c.username:
-                conn.login(c.username, self.password)
+            timeout = c.timeout / 1000
+            conn: smtplib.SMTP
+            if c.tls == "implicit":
+                conn = smtplib.SMTP_SSL(c.host, c.port, timeout=timeout, context=self.context)
+            else:
+                conn = smtplib.SMTP(c.host, c.port, timeout=timeout)
+            try:
+                if c.tls == "starttls":
+                    conn.starttls(context=self.context)  # raises if not offered
+                if c.username:
+                    if not isinstance(conn.sock, ssl.SSLSocket) and not c.allow_plaintext_auth:
+                        raise PermanentDeliveryError(
+                            f"SMTP {c.host}:{c.port}: refusing to send AUTH unencrypted "
+                            "(delivery.smtp.tls)")
+                    conn.login(c.username, self.password)
+            except BaseException:
+                with contextlib.suppress(OSError, smtplib.SMTPException):
+                    conn.close()
+                raise
             self._conn = conn
         return self._conn
 

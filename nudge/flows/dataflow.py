@@ -25,6 +25,7 @@ from nudge.core import metrics
 from nudge.core.config import Config
 from nudge.core.errors import NudgeError
 from nudge.core.ids import log_id
+from nudge.core.keyring import activate
 from nudge.core.records import (
     DeadLetter,
     Decision,
@@ -107,6 +108,7 @@ def build_flow(config: Config, *, source: Source[Any] | None = None,
     config raises ConfigError here, naming the key (nudge/state/program.py).
     """
     program = compile_program(config)
+    activate(config.secrets)  # log ids keyed before any step prints one
     if source is None:
         from nudge.kafka.source import KafkaEventSource
 

@@ -12,9 +12,7 @@ in production a missing variable renders empty and is logged once per template a
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
 import logging
 import re
 from email.utils import formataddr
@@ -31,7 +29,9 @@ from jinja2.sandbox import SandboxedEnvironment
 from nudge.core.config import Config
 from nudge.core.errors import RenderError
 from nudge.core.ids import log_id
+from nudge.core.keyring import Keyring, load_keyring
 from nudge.core.records import CartLine, Decision, Email, EmailContext
+from nudge.core.tokens import for_email, sign
 
 log = logging.getLogger(__name__)
 
@@ -136,13 +136,6 @@ def _web_url(url: str) -> str:
     return url if urlsplit(url).scheme in ("http", "https") else ""
 
 
-def unsubscribe_token(customer_id: str, secret: str) -> str:
-    """`<b64(customer id)>.<b64(hmac-sha256)>`: the shop verifies it without a lookup."""
-    cid = base64.urlsafe_b64encode(customer_id.encode()).rstrip(b"=").decode()
-    mac = hmac.digest(secret.encode(), customer_id.encode(), "sha256")[:16]
-    return f"{cid}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
-
-
 def _money(value: float, currency: str) -> str:
     symbol = {"EUR": "€", "USD": "$", "GBP": "£"}.get(currency)
     return f"{symbol}{value:,.2f}" if symbol else f"{value:,.2f} {currency}"
@@ -150,8 +143,9 @@ def _money(value: float, currency: str) -> str:
 
 class Renderer:
     def __init__(self, config: Config, *, strict: bool | None = None,
-                 directory: Path = TEMPLATE_DIR) -> None:
+                 directory: Path = TEMPLATE_DIR, keyring: Keyring | None = None) -> None:
         self.config = config
+        self.keyring = keyring or load_keyring(config.secrets)
         self.strict = config.render.strict if strict is None else strict
         self.env = _Sandbox(
             loader=jinja2.FileSystemLoader(str(directory)),
@@ -185,7 +179,10 @@ class Renderer:
                     "link": link(item.url or f"{r.shop_url}/p/{item.product_id}"),
                     "category": item.category}
 
-        token = unsubscribe_token(decision.customer_id, r.unsubscribe_secret)
+        token = sign(self.keyring, for_email(
+            "unsubscribe", decision.customer_id, decision.trigger, decision.episode,
+            decision.stage, decision.variant, due=decision.due,
+            lifetime=self.config.secrets.unsubscribe_lifetime))
         incentive = decision.incentive
         return {
             "shop": {"name": r.shop_name, "url": link(r.shop_url)},
