@@ -1,5 +1,6 @@
-"""An ESP's HTTP API (SendGrid v3 `mail/send` shape) over httpx: the only module that
-imports httpx. Responses and httpx errors are translated here into the DeliveryError tree:
+"""An ESP's HTTP API over httpx: the only module that imports httpx. The request formats
+(SendGrid, Postmark, Mailgun, Resend) are in nudge/delivery/esps/, chosen by
+`delivery.esp.provider`. Responses and httpx errors are translated here into the DeliveryError tree:
 
     2xx                          accepted (the X-Message-Id header, if any, is the receipt)
     429                          TransientDeliveryError, with Retry-After (seconds or a date)
@@ -12,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from email.utils import parseaddr, parsedate_to_datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -20,6 +21,7 @@ import httpx
 from nudge.core.config import EspConfig
 from nudge.core.errors import ConfigError, PermanentDeliveryError, TransientDeliveryError
 from nudge.core.records import Email
+from nudge.delivery.esps import Provider, provider, sendgrid
 
 # httpx logs every request at INFO: one line per email, thousands a second in a busy
 # hour, and they bury the warnings ops need. Failures reach the log through the
@@ -41,42 +43,47 @@ def retry_after(value: str | None, now: float) -> float | None:
 
 
 def payload(email: Email) -> dict[str, Any]:
-    name, addr = parseaddr(email.from_addr)
-    headers = {k: v for k, v in email.headers}
-    return {
-        "personalizations": [{"to": [{"email": email.to}]}],
-        "from": {"email": addr, **({"name": name} if name else {})},
-        "subject": email.subject,
-        "content": [{"type": "text/plain", "value": email.text},
-                    {"type": "text/html", "value": email.html}],
-        "headers": headers,
-        "categories": list(email.tags),
-        "custom_args": {"nudge_key": hashlib.sha256(email.key.encode()).hexdigest()[:32]},
-    }
+    """SendGrid's request body for `email` (the default provider)."""
+    body: dict[str, Any] = sendgrid.build(email, "", "").json
+    return body
+
+
+def _form(fields: list[tuple[str, str]]) -> dict[str, list[str]]:
+    # repeated names (o:tag) as lists: httpx encodes each value as its own field
+    out: dict[str, list[str]] = {}
+    for name, value in fields:
+        out.setdefault(name, []).append(value)
+    return out
 
 
 class EspTransport:
     name = "esp"
 
     def __init__(self, config: EspConfig, *, api_key: str | None = None,
-                 client: httpx.Client | None = None) -> None:
+                 client: httpx.Client | None = None, kind: Provider | None = None) -> None:
         key = api_key if api_key is not None else os.environ.get(config.api_key_env)
         if not key:
             raise ConfigError("delivery.esp.api_key_env",
                               f"environment variable {config.api_key_env} is not set")
-        self.url = config.url or "https://api.sendgrid.com/v3/mail/send"
+        self.provider = kind or provider(config.provider)
+        self.url = config.url or self.provider.default_url.format(domain=config.domain)
+        self.key = key
         self.client = client or httpx.Client(timeout=config.timeout / 1000)
-        self.headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
 
     def send(self, email: Email) -> str:
         import time
 
         # An idempotency key lets ESPs that support it drop the copy a retry sends after a
         # timeout that hid an acceptance; without it a timeout can mean a duplicate.
-        headers = {**self.headers,
+        req = self.provider.build(email, self.url, self.key)
+        headers = {**req.headers,
                    "Idempotency-Key": hashlib.sha256(email.key.encode()).hexdigest()[:32]}
         try:
-            resp = self.client.post(self.url, json=payload(email), headers=headers)
+            extra: dict[str, Any] = {} if req.auth is None else {"auth": req.auth}
+            if req.form:
+                resp = self.client.post(req.url, data=_form(req.form), headers=headers, **extra)
+            else:
+                resp = self.client.post(req.url, json=req.json, headers=headers, **extra)
         except httpx.TimeoutException as exc:
             raise TransientDeliveryError(f"ESP {self.url}: timed out ({type(exc).__name__})") \
                 from None
@@ -85,7 +92,8 @@ class EspTransport:
                 from None
         status = resp.status_code
         if 200 <= status < 300:
-            return resp.headers.get("X-Message-Id") or f"http {status}"
+            return self.provider.receipt(status, {k.lower(): v for k, v in resp.headers.items()},
+                                         resp.content)
         body = resp.text[:2048]
         if status == 429:
             raise TransientDeliveryError(

@@ -76,6 +76,13 @@ def routes(service: Service) -> list[Route]:
     return [
         Route("/v1/{kind:str}", endpoint(service, "collector", service.collect, cap),
               methods=["POST"]),
+        Route("/webhooks/sendgrid", endpoint(service, "webhook", service.webhooks.sendgrid, cap),
+              methods=["POST"]),
+        Route("/webhooks/postmark",
+              endpoint(service, "webhook", service.webhooks.postmark_hook, cap),
+              methods=["POST"]),
+        Route("/webhooks/mailgun", endpoint(service, "webhook", service.webhooks.mailgun, cap),
+              methods=["POST"]),
         Route("/health", endpoint(service, "health", service.health, 0), methods=["GET"]),
         Route("/ready", endpoint(service, "ready", service.ready, 0), methods=["GET"]),
         Route("/metrics", endpoint(service, "metrics", service.prometheus, 0), methods=["GET"]),

@@ -9,6 +9,10 @@ from typing import Any
 import orjson
 
 
+class Unavailable(Exception):
+    """The broker did not acknowledge: the client should retry (503)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Incoming:
     method: str

@@ -23,7 +23,9 @@ from nudge.core.config import Config
 from nudge.kafka.acked import AckedProducer, QueueFull
 from nudge.serve import http
 from nudge.serve.collector import Collector, Record, RequestError, authorized, write_key
+from nudge.serve.http import Unavailable
 from nudge.serve.metrics import Metrics
+from nudge.serve.webhooks import Webhooks
 
 log = logging.getLogger("nudge.serve")
 
@@ -31,8 +33,10 @@ COLLECTOR_KINDS = {"track": "track", "identify": "identify", "page": "page", "sc
                    "group": "group", "alias": "alias", "batch": "batch", "b": "batch"}
 
 
-class Unavailable(Exception):
-    """The broker did not acknowledge: the client should retry (503)."""
+def is_machine(agent: str, agents: tuple[str, ...]) -> bool:
+    """A link scanner or mail-privacy proxy (`tracking.machine_agents`), or no agent at all."""
+    low = agent.lower()
+    return not low or any(a in low for a in agents)
 
 
 def gunzip(body: bytes, limit: int) -> bytes:
@@ -60,6 +64,10 @@ class Service:
         self.collector = Collector(config.events, max_message=config.serve.max_message_bytes)
         self.producer: AckedProducer | None = None
         self.stopping = False
+        agents = config.tracking.machine_agents
+        self.webhooks = Webhooks(config, metrics, lambda records: self.produce(self.topic,
+                                                                               records),
+                                 lambda agent: bool(agent) and is_machine(agent, agents))
 
     # -- lifecycle ----------------------------------------------------------------------
 
