@@ -8,6 +8,8 @@
     nudge check --config C          validate a config: keys, journeys, segment rules
     nudge inspect CUSTOMER_ID       a customer's features, segments, scores and stages
     nudge model report              the propensity model's progressive validation
+    nudge report --config C [--since T] [--until T] [--html FILE]
+                                    what the emails earned: conversion, revenue, lift
     nudge deadletters replay --config C [--from FILE | --from-topic] [--dry-run]
                                     re-feed dead letters that parse after a fix
 """
@@ -111,21 +113,6 @@ def summarize_more(config: Config) -> str:
         for name in sorted({s for s, _ in changes}):
             lines.append(f"  {name:<20} entered {changes[(name, 'entered')]:>6}   "
                          f"exited {changes[(name, 'exited')]:>6}")
-    out = Path(config.outputs.outcomes) if config.outputs.outcomes not in ("", "kafka") else None
-    if out is not None and out.exists():
-        arms: collections.Counter[tuple[str, int, str, str]] = collections.Counter()
-        with out.open("rb") as f:
-            for line in f:
-                d = orjson.loads(line)
-                arm = "holdout" if d["arm"] == "holdout" else d["variant"] or "sent"
-                arms[(d["trigger"], d["stage"], arm, d["outcome"])] += 1
-        lines.append(f"attribution: an order within {config.model.attribution_window // 3_600_000}"
-                     f" h of the decision, by journey, stage and arm ({out})")
-        for trigger, stage, arm in sorted({k[:3] for k in arms}):
-            conv = arms[(trigger, stage, arm, "converted")]
-            total = conv + arms[(trigger, stage, arm, "not_converted")]
-            lines.append(f"  {trigger:<20} stage {stage}  {arm:<9} {conv:>5} of {total:>5} "
-                         f"converted ({100 * conv / total if total else 0:5.1f}%)")
     if config.outputs.profiles and config.model.enabled:
         from nudge.app.inspection import format_model_report, model_report
 
@@ -195,8 +182,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
           f"(config {args.config or DEMO_CONFIG.name})")
     print(summarize(out / "decisions.jsonl", out / "dead-letters.jsonl", outbox))
     print(summarize_more(cfg))
+    from nudge.app.report import format_text, from_config
+    from nudge.app.reporthtml import write_html
+
+    result = from_config(cfg, decisions=str(out / "decisions.jsonl"))
+    print(format_text(result, short=True))
+    page = write_html(result, out / "report.html", _with(cfg, delivery=_with(
+        cfg.delivery, transport="outbox", outbox_dir=str(outbox))))
+    print(f"the full report: nudge report --config ... (HTML: open {page.resolve()})")
     print(f"inspect a customer: nudge inspect <customer id> --config {args.config or DEMO_CONFIG}"
           f" (with outputs.profiles = {cfg.outputs.profiles!r})")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from nudge.app.report import format_text, from_config, when
+    from nudge.app.reporthtml import write_html
+
+    cfg = _load(args)
+    result = from_config(cfg, since=when(args.since, "--since"), until=when(args.until, "--until"),
+                         decisions=args.decisions, outcomes=args.outcomes)
+    print(format_text(result))
+    if args.html:
+        print(f"HTML report: {write_html(result, Path(args.html), cfg).resolve()}")
     return 0
 
 
@@ -436,6 +444,17 @@ def parser() -> argparse.ArgumentParser:
     mr = with_config(model_sub.add_parser(
         "report", help="progressive validation (ROC AUC, log loss) from the profile view"))
     mr.set_defaults(func=cmd_model_report)
+
+    rep = with_config(sub.add_parser(
+        "report", help="what the emails earned per journey, stage and variant: conversion "
+                       "with intervals, revenue, lift over control and holdout"))
+    rep.add_argument("--since", help="decisions due at or after (ISO-8601 time or date)")
+    rep.add_argument("--until", help="decisions due before (ISO-8601 time or date)")
+    rep.add_argument("--html", metavar="FILE", help="also write the HTML report with plots")
+    rep.add_argument("--decisions", metavar="FILE", help="default: outputs.decisions (a file, "
+                                                         "or its topic when \"kafka\")")
+    rep.add_argument("--outcomes", metavar="FILE", help="default: outputs.outcomes")
+    rep.set_defaults(func=cmd_report)
 
     pv = with_config(sub.add_parser("preview", help="render a template to an HTML file"))
     pv.add_argument("--trigger", default="cart_abandonment")

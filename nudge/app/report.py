@@ -30,6 +30,7 @@ from typing import Any
 import orjson
 
 from nudge.app.stats import PEEKING, Comparison, compare, wilson
+from nudge.core.errors import NudgeError
 from nudge.core.timefmt import DAY, parse_iso, to_iso
 
 ENGAGEMENT = ("delivered", "opened", "clicked")
@@ -198,6 +199,9 @@ def build(decisions: Iterable[dict[str, Any]], outcomes: Iterable[dict[str, Any]
             cday[2] += float(res.get("revenue") or 0.0)
 
     journeys: dict[str, Journey] = {}
+    for st in stages.values():  # variants by name (control first), then "sent", the holdout
+        st.arms = dict(sorted(st.arms.items(), key=lambda kv: (
+            kv[0] == "holdout", kv[0] == "sent", kv[0] != "control", kv[0])))
     for (trigger, _), st in sorted(stages.items()):
         journeys.setdefault(trigger, Journey(trigger)).stages.append(st)
         _experiment(st, min_sample)
@@ -267,14 +271,14 @@ def format_text(r: Report, *, short: bool = False) -> str:
     lines.append(f"report{span}: {r.orders} orders credited to a decision, revenue "
                  f"{r.revenue:,.2f} (one order, one credit); {r.waiting} windows still open")
     for j in r.journeys:
-        lines.append(f"{j.trigger}")
+        lo, hi = j.emails.interval
+        lines.append(f"{j.trigger}: {j.emails.settled} episodes settled, {_pct(j.emails.rate)} "
+                     f"converted [{_pct(lo)}, {_pct(hi)}], revenue {j.emails.revenue:,.2f}"
+                     f"{'' if j.lift is not None else ' (no holdout)'}")
         if j.lift is not None:
             lines.append("  " + _verdict(j.lift, f"emails vs holdout (episodes: "
                                                   f"{j.emails.settled} vs {j.holdout.settled})",
                                          r.min_sample))
-        elif not short:
-            lines.append(f"  no holdout: {j.emails.settled} episodes, {_pct(j.emails.rate)} "
-                         "converted")
         for st in j.stages:
             if not short:
                 supp = ", ".join(f"{k} {v}" for k, v in sorted(st.suppressed.items()))
@@ -298,3 +302,36 @@ def format_text(r: Report, *, short: bool = False) -> str:
     if any(j.lift is not None or any(s.comparisons for s in j.stages) for j in r.journeys):
         lines.append(f"minimum sample: {r.min_sample} per arm (report.min_sample). " + PEEKING)
     return "\n".join(lines)
+
+
+# -- the command -----------------------------------------------------------------------------
+
+
+def when(text: str | None, flag: str) -> int | None:
+    """--since/--until: an ISO-8601 time or a date (UTC midnight).
+
+    >>> when("2026-10-05", "--since") == when("2026-10-05T00:00:00Z", "--since")
+    True
+    """
+    if text is None:
+        return None
+    try:
+        return parse_iso(text + "T00:00:00Z" if len(text) == 10 else text)
+    except ValueError:
+        raise NudgeError(f"{flag} {text!r}: not an ISO-8601 time or a date "
+                         "(e.g. 2026-10-05 or 2026-10-05T12:00:00Z)") from None
+
+
+def from_config(config: Any, *, since: int | None = None, until: int | None = None,
+                decisions: str | None = None, outcomes: str | None = None) -> Report:
+    """The report of a config's outputs: its files, or its topics for outputs set to kafka."""
+    d_target = decisions or config.outputs.decisions
+    o_target = outcomes or config.outputs.outcomes
+    if d_target != "kafka" and not Path(d_target).exists():
+        raise NudgeError(f"config outputs.decisions: {d_target} does not exist (run the flow "
+                         "first, or pass --decisions)")
+    return build(
+        read_source(d_target, config.kafka.decisions_topic, config, "kafka.decisions_topic"),
+        read_source(o_target, config.kafka.outcomes_topic, config, "kafka.outcomes_topic"),
+        min_sample=config.report.min_sample, since=since, until=until)
+

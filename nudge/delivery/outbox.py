@@ -13,6 +13,7 @@ import os
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
+from urllib.parse import quote
 
 from nudge.core.errors import TransientDeliveryError
 from nudge.core.records import Email
@@ -55,10 +56,21 @@ def _part(msg: object, subtype: str) -> str:
 PREVIEW_PER_TRIGGER = 40
 
 
+REPORT_LINK = "report-link.txt"  # the outbox's pointer to the HTML report (`nudge report`)
+
+
+def link_report(directory: Path, report: Path) -> Path:
+    """Point the outbox's index at the HTML report (kept across later index rewrites)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    target = os.path.relpath(report.resolve(), directory.resolve())
+    (directory / REPORT_LINK).write_text(target, encoding="utf-8")
+    return write_index(directory)
+
+
 def write_index(directory: Path) -> Path:
     """A page previewing the folder's emails in sandboxed iframes: the first 40 of each
     journey by due time, so every journey shows; the rest are counted, and every .eml opens
-    in any mail client."""
+    in any mail client. Links the HTML report when `link_report` named one."""
     all_files = sorted(directory.glob("*.eml"))
     by_trigger: dict[str, list[Path]] = {}
     for path in all_files:
@@ -80,6 +92,8 @@ def write_index(directory: Path) -> Path:
             "</section>"
         )
     counts = ", ".join(f"{html.escape(t)} {len(g)}" for t, g in sorted(by_trigger.items()))
+    link = directory / REPORT_LINK
+    report = link.read_text(encoding="utf-8").strip() if link.exists() else ""
     page = (
         "<!DOCTYPE html><html><head><meta charset=utf-8><title>Nudge outbox</title><style>"
         "body{font-family:Helvetica,Arial,sans-serif;background:#eee;margin:0;padding:24px}"
@@ -87,6 +101,8 @@ def write_index(directory: Path) -> Path:
         "border-radius:8px}h2{font-size:17px;margin:0 0 4px}.meta{color:#777;font-size:13px}"
         "iframe{width:100%;height:620px;border:1px solid #ddd}</style></head><body>"
         f"<h1>Nudge outbox: {len(all_files)} emails</h1><p>{counts}</p>"
+        + (f"<p><a href=\"{html.escape(quote(report), quote=True)}\">The report: what these "
+           "emails earned, per journey, stage and variant</a></p>" if report else "")
         + (f"<p>Showing the first {PREVIEW_PER_TRIGGER} of each journey.</p>"
            if len(files) < len(all_files) else "")
         + "".join(rows) + "</body></html>"
