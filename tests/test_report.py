@@ -117,8 +117,8 @@ def test_html_report_renders_in_headless_chromium(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_demo_prints_the_short_report_and_links_the_html(tmp_path: Path,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_prints_the_short_report_and_links_the_html(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "orders credited to a decision" in out
