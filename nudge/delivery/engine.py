@@ -58,6 +58,7 @@ class Deliverer:
             self.ledger.record(email.key, outcome="sent", transport=self.transport.name,
                                receipt=receipt, attempts=attempts)
             self.stats["sent"] += 1
+            metrics.email_sent(self.transport.name, email, attempts)
         return dead
 
 
@@ -75,6 +76,7 @@ def dead_letter(ledger: Any, transport: str, email: Email, exc: DeliveryError,
     ledger.record(email.key, outcome="dead_lettered", transport=transport, receipt=reason,
                   attempts=attempts)
     metrics.DEAD_LETTERS.labels("deliver", reason).inc()
+    metrics.email_failed(transport, reason, attempts)
     log.warning("send to customer %s (%s stage %d) dead-lettered: %s",
                 log_id(email.customer_id), email.trigger, email.stage, reason)
     return DeadLetter("deliver", reason, detail, None, orjson.dumps({

@@ -21,6 +21,7 @@ import logging
 import time
 from typing import Any, Protocol
 
+from nudge.core import metrics
 from nudge.core.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from nudge.core.records import DeadLetter, Email
 from nudge.delivery.engine import RateLimiter, dead_letter
@@ -52,11 +53,13 @@ class PipelinedSender:
         self.retries: list[tuple[Email, int]] = []  # failed reports, re-sent after the poll
         self.dead: list[DeadLetter] = []
         self.stats = {"sent": 0, "skipped_duplicate": 0, "dead_lettered": 0, "attempts": 0}
+        self.in_flight = metrics.IN_FLIGHT.labels(transport.name)
 
     def submit(self, email: Email) -> None:
         if email.key in self.inflight or email.key in self.ledger:
             self.stats["skipped_duplicate"] += 1  # re-emitted after a resume
         else:
+            self.in_flight.inc()
             self._send(email, 1)
         self._poll()
 
@@ -78,6 +81,8 @@ class PipelinedSender:
             self.ledger.record(email.key, outcome="sent", transport=self.transport.name,
                                receipt=receipt or "", attempts=attempt)
             self.stats["sent"] += 1
+            self.in_flight.dec()
+            metrics.email_sent(self.transport.name, email, attempt)
             return
         text, permanent = error
         self._fail(email, attempt, PermanentDeliveryError(text) if permanent
@@ -89,6 +94,7 @@ class PipelinedSender:
             self.retries.append((email, attempt + 1))
             return
         self.inflight.pop(email.key, None)
+        self.in_flight.dec()
         self.stats["dead_lettered"] += 1
         self.dead.append(dead_letter(self.ledger, self.transport.name, email, exc, attempt))
 

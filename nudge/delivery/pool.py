@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from nudge.core import metrics
 from nudge.core.ids import log_id
 from nudge.core.records import DeadLetter, Email
 from nudge.delivery.base import Transport
@@ -72,6 +73,7 @@ class SenderPool:
                         for i, d in enumerate(self.deliverers)]
         for t in self.threads:
             t.start()
+        self.in_flight = metrics.IN_FLIGHT.labels(self.deliverers[0].transport.name)
 
     def _run(self, deliverer: Deliverer) -> None:
         while True:
@@ -85,6 +87,7 @@ class SenderPool:
                     log.exception("sender failed on customer %s", log_id(email.customer_id))
                     dead = [DeadLetter("deliver", "sender_error", f"{type(exc).__name__}: {exc}",
                                        None, email.key.encode())]
+                    metrics.email_failed(deliverer.transport.name, "sender_error", 1)
                 if dead:
                     with self.dead_lock:
                         self.dead.extend(dead)
@@ -92,11 +95,13 @@ class SenderPool:
                 if email is not None:
                     with self.inflight_lock:
                         self.inflight.pop(email.key, None)
+                    self.in_flight.dec()
                 self.queue.task_done()
 
     def submit(self, email: Email) -> None:
         with self.inflight_lock:
             self.inflight[email.key] = email
+        self.in_flight.inc()
         self.queue.put(email)
 
     def pending(self) -> list[Email]:
