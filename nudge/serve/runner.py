@@ -18,12 +18,18 @@ import uvicorn
 
 from nudge.core import config as config_mod
 from nudge.core.errors import ConfigError
+from nudge.core.keyring import load_keyring
 from nudge.serve import logs
 from nudge.serve.asgi import CONFIG_ENV
 from nudge.serve.metrics import ENV
 
 
 def check(cfg: config_mod.Config) -> None:
+    if cfg.secrets.demo:
+        raise ConfigError("secrets.signing_key", "not set: nudge serve verifies unsubscribe "
+                          "and tracking tokens, and with the public demo key anyone could "
+                          "unsubscribe anyone (see [secrets] in docs/configuration.md)")
+    load_keyring(cfg.secrets)  # every key readable now, not at the first click
     keys = os.environ.get(cfg.serve.write_keys_env, "")
     if not any(k.strip() for k in keys.split(",")):
         raise ConfigError("serve.write_keys_env",

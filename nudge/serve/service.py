@@ -20,11 +20,13 @@ from typing import Any
 import orjson
 
 from nudge.core.config import Config
+from nudge.core.keyring import Keyring, load_keyring
 from nudge.kafka.acked import AckedProducer, QueueFull
 from nudge.serve import http
 from nudge.serve.collector import Collector, Record, RequestError, authorized, write_key
 from nudge.serve.http import Unavailable
 from nudge.serve.metrics import Metrics
+from nudge.serve.tracking import Tracking
 from nudge.serve.webhooks import Webhooks
 
 log = logging.getLogger("nudge.serve")
@@ -53,7 +55,8 @@ def gunzip(body: bytes, limit: int) -> bytes:
 
 class Service:
     def __init__(self, config: Config, metrics: Metrics, *,
-                 write_keys: tuple[str, ...] | None = None) -> None:
+                 write_keys: tuple[str, ...] | None = None,
+                 keyring: Keyring | None = None) -> None:
         self.config = config
         self.metrics = metrics
         self.topic = config.serve.topic or config.kafka.topic
@@ -68,6 +71,9 @@ class Service:
         self.webhooks = Webhooks(config, metrics, lambda records: self.produce(self.topic,
                                                                                records),
                                  lambda agent: bool(agent) and is_machine(agent, agents))
+        self.tracking = Tracking(config, metrics, keyring or load_keyring(config.secrets),
+                                 lambda records: self.produce(self.topic, records),
+                                 lambda agent: is_machine(agent, agents))
 
     # -- lifecycle ----------------------------------------------------------------------
 

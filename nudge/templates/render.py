@@ -31,7 +31,7 @@ from nudge.core.errors import RenderError
 from nudge.core.ids import log_id
 from nudge.core.keyring import Keyring, load_keyring
 from nudge.core.records import CartLine, Decision, Email, EmailContext
-from nudge.core.tokens import for_email, sign
+from nudge.core.tokens import Purpose, for_email, sign
 
 log = logging.getLogger(__name__)
 
@@ -169,8 +169,19 @@ class Renderer:
         if decision.variant:
             content += f"-{decision.variant}"
 
+        tracking = self.config.tracking
+        lifetime = self.config.secrets.tracking_lifetime
+
+        def tracked(purpose: Purpose, url: str = "") -> str:
+            return sign(self.keyring, for_email(
+                purpose, decision.customer_id, decision.trigger, decision.episode,
+                decision.stage, decision.variant, due=decision.due, lifetime=lifetime, url=url))
+
         def link(url: str) -> str:
-            return with_utm(url, r.utm_source, r.utm_medium, campaign, content)
+            url = with_utm(url, r.utm_source, r.utm_medium, campaign, content)
+            if tracking.enabled:  # through nudge serve's /c/, which redirects only to `url`
+                return f"{tracking.base_url}/c/{tracked('click', url)}"
+            return url
 
         def line(item: CartLine) -> dict[str, Any]:
             return {"name": item.name, "image_url": _web_url(item.image_url),
@@ -202,6 +213,8 @@ class Renderer:
             "stage": decision.stage,
             "episode": decision.episode,
             "unsubscribe_url": r.unsubscribe_url.format(token=token),
+            "open_pixel_url": f"{tracking.base_url}/o/{tracked('open')}"
+                              if tracking.enabled else "",
         }
 
     def _render(self, env: jinja2.Environment, name: str, variables: dict[str, Any],
