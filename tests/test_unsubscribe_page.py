@@ -1,4 +1,5 @@
-"""The unsubscribe page in a real browser: Debian's headless Chromium loads `GET /u/{token}` from `nudge serve` and renders the form; the screenshot is kept
+"""The unsubscribe page in a real browser: Debian's headless Chromium loads `GET /u/{token}`
+from `nudge serve` and renders the form; the screenshot is kept
 (var/screenshots/unsubscribe.png) for a person to look at. Needs `apt-get install chromium`.
 
     NUDGE_SCREENSHOT_DIR=var/screenshots .venv/bin/python -m pytest tests/test_unsubscribe_page.py
