@@ -104,7 +104,8 @@ def write_config(path: Path, out: Path, *, bootstrap: str, topic: str, esp_url: 
                  recovery: bool) -> Path:
     """The demo's journeys, segments and model, with Kafka input, the ESP and files out."""
     demo = DEMO.read_text()
-    head = demo[:demo.index("[outputs]")]
+    head = demo[:demo.index("[outputs]")].replace(
+        '"catalog.csv"', f'"{DEMO.parent / "catalog.csv"}"')
     extra = f"""
 [kafka]
 brokers = ["{bootstrap}"]

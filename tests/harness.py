@@ -10,6 +10,7 @@ from typing import Any
 
 from nudge.core.config import Config
 from nudge.core.records import DeadLetter, Decision, Outcome, SegmentChange, ShardMark
+from nudge.flows.catalog import CatalogParseLogic
 from nudge.flows.decide import Decider
 from nudge.flows.parse import ParseLogic
 from nudge.flows.route import route
@@ -26,13 +27,40 @@ class Pipeline:
         self.parse = [ParseLogic(self.config.events, None, clock=lambda: 1.9e9)
                       for _ in range(n_parts)]
         self.shards = [Shard(i, self.program) for i in range(self.config.shards)]
-        self.decider = Decider(self.config.shards, self.config.recommendations)
+        cat = self.config.catalog
+        self.decider = Decider(self.config.shards, self.config.recommendations,
+                               catalog=cat.enabled, max_products=cat.max_products)
+        self.catalog_parse: dict[str, CatalogParseLogic] = {}
         self.decisions: list[Decision] = []
         self.segments: list[SegmentChange] = []
         self.outcomes: list[Outcome] = []
         self.dead: list[DeadLetter] = []
         self.n_parts = n_parts
         self.lines = [0] * n_parts
+        if cat.files:
+            from pathlib import Path
+
+            from nudge.sources.catalogfiles import read_records
+
+            for f in cat.files:
+                self.feed_catalog(list(read_records(Path(f))), part=f"catalog:{Path(f).name}",
+                                  n_parts=len(cat.files), final=True)
+
+    def feed_catalog(self, records: list[tuple[int, bytes]], *, part: str = "catalog",
+                     n_parts: int = 1, final: bool = False,
+                     heartbeat: int | None = None) -> list[Decision]:
+        """Catalog records (position, bytes) of one catalog partition, as its parse step and
+        the decide step get them."""
+        from nudge.core.records import RawChunk
+
+        logic = self.catalog_parse.setdefault(part, CatalogParseLogic(self.config.events, None))
+        chunks, _ = logic.on_batch([RawChunk(part, n_parts, part, -1, records, heartbeat,
+                                             final)])
+        for c in chunks:
+            self.dead.extend(c.dead)
+        out = self.decider.feed(list(chunks))
+        self.decisions.extend(out)
+        return out
 
     def feed(self, records: list[bytes], *, part: int = 0, final: bool = False,
              heartbeat: int | None = None) -> list[Decision]:

@@ -118,3 +118,10 @@ def test_bundled_sample_is_current() -> None:
     buf = io.BytesIO()
     generate(buf, customers=1200, days=7, seed=7, bad_ratio=0.003)
     assert buf.getvalue() == (ROOT / "nudge" / "data" / "sample-events.jsonl").read_bytes()
+
+
+def test_bundled_catalog_is_current() -> None:
+    """The demo's catalog feed is exactly what `python -m nudge.app.sample --catalog` writes."""
+    from nudge.app.sample import catalog_csv
+
+    assert catalog_csv() == (ROOT / "nudge" / "data" / "catalog.csv").read_text("utf-8")

@@ -32,6 +32,7 @@ def demo_config(path: Path, out: Path) -> Path:
     """The demo's journeys and segments, with every output under `out`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     text = DEMO_CONFIG.read_text().split("\n[outputs]")[0].replace("shards = 16", "shards = 8")
+    text = text.replace('"catalog.csv"', f'"{DEMO_CONFIG.parent / "catalog.csv"}"')
     path.write_text(text + f"""
 [outputs]
 decisions = "{out / 'decisions.jsonl'}"

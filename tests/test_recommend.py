@@ -12,11 +12,20 @@ from hypothesis import strategies as st
 
 from nudge.core.records import Product
 from nudge.core.timefmt import DAY, HOUR, MINUTE
-from nudge.scoring.recommend import ItemDelta, ItemInfo, ItemModel, ItemStatsBuilder
+from nudge.scoring.recommend import Directory, Item, ItemDelta, ItemModel, ItemStatsBuilder
+
+# What the shop's catalog lists, product -> category: every product a test names, except
+# "ghost" (counted by the model, never in the catalog).
+SHOP = Directory({})
 
 
-def item(pid: str, category: str = "apparel") -> ItemInfo:
-    return ItemInfo(pid, pid.title(), 10.0, category, f"https://img/{pid}", f"https://p/{pid}")
+def item(pid: str, category: str = "apparel") -> Item:
+    SHOP.categories.setdefault(pid, category)
+    return Item(pid)
+
+
+def rec(model: ItemModel, *args: object, **kwargs: object) -> list[str]:
+    return model.recommend(*args, directory=SHOP, **kwargs)  # type: ignore[arg-type]
 
 
 def covisit(builder: ItemStatsBuilder, ts: int, *products: str, category: str = "apparel"
@@ -31,8 +40,8 @@ def feed(model: ItemModel, builder: ItemStatsBuilder, until: int) -> None:
         model.apply(delta)
 
 
-def ids(items: Iterable[ItemInfo]) -> list[str]:
-    return [i.product_id for i in items]
+def ids(items: Iterable[str]) -> list[str]:
+    return list(items)
 
 
 def related(model: ItemModel, pid: str) -> tuple[list[str], dict[str, float]]:
@@ -50,8 +59,8 @@ def test_co_viewed_items_are_recommended_strongest_first() -> None:
     covisit(b, 40 * MINUTE, "shirt", "tie")
     covisit(b, 50 * MINUTE, "mug", "plate", category="home")
     feed(model, b, HOUR)
-    assert ids(model.recommend(["shirt"], k=2)) == ["belt", "tie"]
-    assert ids(model.recommend(["mug"], k=1)) == ["plate"]
+    assert ids(rec(model, ["shirt"], k=2)) == ["belt", "tie"]
+    assert ids(rec(model, ["mug"], k=1)) == ["plate"]
     names, weights = related(model, "shirt")
     assert names == ["belt", "tie"] and weights == pytest.approx({"belt": 3.0, "tie": 1.0})
 
@@ -71,11 +80,11 @@ def test_cart_and_bought_items_are_never_recommended() -> None:
     covisit(b, 0, "shirt", "belt", "tie", "scarf")
     b.on_order(10 * MINUTE, [item("socks")], [])
     feed(model, b, HOUR)
-    recs = ids(model.recommend(["shirt", "belt"], exclude=["belt", "tie", "socks"], k=10))
+    recs = ids(rec(model, ["shirt", "belt"], exclude=["belt", "tie", "socks"], k=10))
     assert recs == ["scarf", "shirt"]  # the viewed seed may come back; excluded ones never
     everything = ["shirt", "belt", "tie", "scarf", "socks"]
-    assert ids(model.recommend(["shirt"], exclude=everything[:4], k=3)) == ["socks"]  # trending
-    assert ids(model.recommend(["shirt"], exclude=everything, k=3)) == []
+    assert ids(rec(model, ["shirt"], exclude=everything[:4], k=3)) == ["socks"]  # trending
+    assert ids(rec(model, ["shirt"], exclude=everything, k=3)) == []
 
 
 _names = st.sampled_from([f"p{i}" for i in range(25)] + ["ghost"])
@@ -87,21 +96,22 @@ _names = st.sampled_from([f"p{i}" for i in range(25)] + ["ghost"])
 def test_recommend_never_breaks_its_promises(seeds: list[str], exclude: list[str],
                                              category: str | None, k: int) -> None:
     model = busy_model()
-    recs = ids(model.recommend(seeds, exclude=exclude, preferred_category=category, k=k))
+    recs = ids(rec(model, seeds, exclude=exclude, preferred_category=category, k=k))
     assert len(recs) <= k and len(set(recs)) == len(recs)
     assert not set(recs) & set(exclude)
-    assert all(model.info(p) is not None for p in recs)
+    assert all(p in SHOP.categories for p in recs)
     # short only when nothing else is left to give
-    left = {p for p in model.catalogue if model.trend_score(p) > 0} - set(exclude)
+    left = {p for p in model.seen if p in SHOP.categories and model.trend_score(p) > 0} \
+        - set(exclude)
     assert len(recs) == min(k, len(left | set(recs)))
 
 
-def test_products_without_catalogue_info_are_never_recommended() -> None:
+def test_products_not_in_the_catalog_are_never_recommended() -> None:
     model = ItemModel()
-    model.apply(ItemDelta(HOUR, 0, {("ghost", "shirt"): 4.0}, {"shirt": 1}, {}, {},
-                          {"shirt": item("shirt")}))
+    item("shirt")
+    model.apply(ItemDelta(HOUR, 0, {("ghost", "shirt"): 4.0}, {"shirt": 1}, {}, {}))
     assert related(model, "shirt")[0] == ["ghost"]
-    assert ids(model.recommend(["shirt"], k=3)) == ["shirt"]  # only via trending
+    assert ids(rec(model, ["shirt"], k=3)) == ["shirt"]  # only via trending
 
 
 def test_fallback_to_trending_in_the_preferred_category_then_global() -> None:
@@ -113,12 +123,12 @@ def test_fallback_to_trending_in_the_preferred_category_then_global() -> None:
     b.on_view(4, item("plate", "home"), [])
     feed(model, b, HOUR)
     assert model.trend_score("belt") == 3.0 and model.trend_score("mug") == 5.0
-    assert ids(model.recommend(["unknown"], preferred_category="apparel", k=3)) == \
+    assert ids(rec(model, ["unknown"], preferred_category="apparel", k=3)) == \
         ["belt", "shirt", "mug"]
-    assert ids(model.recommend([], exclude=["belt"], preferred_category="apparel", k=4)) == \
+    assert ids(rec(model, [], exclude=["belt"], preferred_category="apparel", k=4)) == \
         ["shirt", "mug", "plate"]
-    assert ids(model.recommend([], k=2)) == ["mug", "belt"]
-    assert ids(model.trending("home")) == ["mug", "plate"]
+    assert ids(rec(model, [], k=2)) == ["mug", "belt"]
+    assert ids(model.trending(SHOP, "home")) == ["mug", "plate"]
 
 
 def test_trending_covers_only_the_last_days() -> None:
@@ -126,10 +136,10 @@ def test_trending_covers_only_the_last_days() -> None:
     b.on_order(0, [item("old")], [])
     b.on_view(3 * DAY, item("new"), [])
     feed(model, b, 4 * DAY)
-    assert ids(model.trending()) == ["old", "new"]
+    assert ids(model.trending(SHOP)) == ["old", "new"]
     b.on_view(7 * DAY + HOUR, item("new"), [])  # day 7: day 0 is out of the 7-day window
     feed(model, b, 8 * DAY)
-    assert ids(model.trending()) == ["new"]
+    assert ids(model.trending(SHOP)) == ["new"]
     assert model.trend_score("old") == 0.0
 
 
@@ -140,7 +150,7 @@ def test_decay_an_old_pair_loses_to_a_recent_one() -> None:
             covisit(b, n * MINUTE * 5, "shirt", "belt")
         covisit(b, 21 * DAY, "shirt", "tie")
         feed(model, b, 22 * DAY)
-        return ids(model.recommend(["shirt"], k=2)), model.related("shirt")
+        return ids(rec(model, ["shirt"], k=2)), model.related("shirt")
 
     recs, related = run(7 * DAY)
     assert recs == ["tie", "belt"]
@@ -174,7 +184,7 @@ def test_neighbour_pruning_keeps_the_heaviest_ties_by_id() -> None:
     feed(model, b, DAY)
     names, weights = related(model, "hub")
     assert names == others[:5] and weights == pytest.approx(dict.fromkeys(others[:5], 3.0))
-    model.apply(ItemDelta(2 * DAY, 0, {}, {}, {}, {}, {}))  # folds the first day
+    model.apply(ItemDelta(2 * DAY, 0, {}, {}, {}, {}))  # folds the first day
     assert model.rows and all(len(row) <= 5 for row in model.rows.values())
     assert related(model, "hub")[0] == others[:5]
     assert related(model, "p29")[0] == ["hub"]
@@ -186,18 +196,18 @@ def test_forgotten_products_free_their_memory() -> None:
     for day in range(1, 15):
         b.on_view(day * DAY, item("shirt"), [])
     feed(model, b, 15 * DAY)
-    assert model.info("belt") is None and model.info("shirt") is not None
+    assert "belt" not in model.seen and "shirt" in model.seen
     assert model.related("shirt") == []
     assert model.size() == {"products": 1, "pairs": 0, "pending": 0}
 
 
 def test_deltas_out_of_order_are_refused() -> None:
     model = ItemModel()
-    model.apply(ItemDelta(2 * HOUR, 1, {}, {}, {}, {}, {}))
+    model.apply(ItemDelta(2 * HOUR, 1, {}, {}, {}, {}))
     for end, shard in ((2 * HOUR, 1), (2 * HOUR, 0), (HOUR, 3)):
         with pytest.raises(ValueError):
-            model.apply(ItemDelta(end, shard, {}, {}, {}, {}, {}))
-    model.apply(ItemDelta(2 * HOUR, 2, {}, {}, {}, {}, {}))
+            model.apply(ItemDelta(end, shard, {}, {}, {}, {}))
+    model.apply(ItemDelta(2 * HOUR, 2, {}, {}, {}, {}))
 
 
 # -- the builder -----------------------------------------------------------------------------
@@ -237,9 +247,9 @@ def test_builder_pairs_session_and_order() -> None:
     assert d.pairs == {("b", "d"): 1.0, ("c", "d"): 1.0, ("x", "y"): 4.0, ("b", "x"): 2.0,
                        ("b", "y"): 2.0}
     assert d.purchases == {"x": 1, "y": 1}
-    assert d.catalogue["x"] == item("x")  # the latest info wins
-    assert ItemInfo.of(Product("x", "X", 1.0, 2, "c", "", "")) == ItemInfo("x", "X", 1.0, "c",
-                                                                         "", "")
+    # ids and counts only: what an event says a product is never reaches the shared model
+    assert [f for f in ItemDelta.__dataclass_fields__] == \
+        ["bucket_end", "shard", "pairs", "views", "adds", "purchases"]
 
 
 def test_builder_snapshot_mid_bucket_changes_nothing() -> None:
@@ -295,9 +305,9 @@ def busy_model() -> ItemModel:
     if not _BUSY:
         model = ItemModel(neighbours=4, trending_days=1)
         deltas = busy_builder(4).flush(10 * DAY)
-        # a product with pairs and counts but no catalogue info: never to be recommended
+        # a product with pairs and counts but not in the catalog: never to be recommended
         deltas.append(ItemDelta(deltas[-1].bucket_end, 1, {("ghost", "p1"): 1024.0},
-                                {"ghost": 3}, {}, {}, {}))
+                                {"ghost": 3}, {}, {}))
         for d in deltas:
             model.apply(d)
         assert model.related("p1")[0][0] == "ghost" and model.trend_score("ghost") > 0
@@ -309,7 +319,7 @@ QUERIES = [([f"p{i}", f"p{(i * 5) % 23}"], [f"p{(i + 1) % 23}"], f"c{i % 3}") fo
 
 
 def answers(model: ItemModel) -> list[list[str]]:
-    return [ids(model.recommend(s, exclude=e, preferred_category=c, k=5))
+    return [ids(rec(model, s, exclude=e, preferred_category=c, k=5))
             for s, e, c in QUERIES]
 
 
@@ -336,11 +346,11 @@ def test_pending_deltas_read_as_if_folded() -> None:
     model = ItemModel(half_life_ms=DAY, neighbours=4)
     for d in busy_builder(3).flush(10 * DAY):
         model.apply(d)
-        before = answers(model), [related(model, p)[0] for p in model.catalogue]
+        before = answers(model), [related(model, p)[0] for p in model.seen]
         assert model.pending
-        model.apply(ItemDelta(d.bucket_end + 1, 0, {}, {}, {}, {}, {}))  # folds, same hour
+        model.apply(ItemDelta(d.bucket_end + 1, 0, {}, {}, {}, {}))  # folds, same hour
         assert not model.pending
-        assert (answers(model), [related(model, p)[0] for p in model.catalogue]) == before
+        assert (answers(model), [related(model, p)[0] for p in model.seen]) == before
 
 
 def test_sealing_folds_exactly_as_the_next_bucket_would() -> None:
@@ -355,10 +365,10 @@ def test_sealing_folds_exactly_as_the_next_bucket_would() -> None:
         assert not sealed.pending
         assert answers(sealed) == answers(lazy)
     assert lazy.pending and lazy.at is not None
-    lazy.apply(ItemDelta(lazy.at + 1, 0, {}, {}, {}, {}, {}))  # the next bucket folds it
+    lazy.apply(ItemDelta(lazy.at + 1, 0, {}, {}, {}, {}))  # the next bucket folds it
     assert sealed.rows == lazy.rows  # every weight, bit for bit
     with pytest.raises(ValueError, match="sealed"):
-        sealed.apply(ItemDelta(sealed.sealed, 0, {}, {}, {}, {}, {}))
+        sealed.apply(ItemDelta(sealed.sealed, 0, {}, {}, {}, {}))
 
 
 def test_restore_with_another_half_life_keeps_true_weights() -> None:
@@ -383,7 +393,7 @@ steps = st.lists(st.tuples(st.integers(0, 2), st.integers(0, 179), st.integers(0
                            st.integers(0, 2), st.integers(0, 7)), min_size=20, max_size=150)
 
 
-def info_of(i: int) -> ItemInfo:
+def info_of(i: int) -> Item:
     return item(PRODUCTS[i % 8], f"c{i % 8 % 3}")
 
 
@@ -419,7 +429,7 @@ def model_states(deltas: list[ItemDelta]) -> list[tuple[object, ...]]:
     for i, d in enumerate(deltas):
         model.apply(d)
         if i + 1 == len(deltas) or deltas[i + 1].bucket_end != d.bucket_end:
-            recs = [ids(model.recommend([p, PRODUCTS[(j + 3) % 8]], exclude=[PRODUCTS[j - 1]],
+            recs = [ids(rec(model, [p, PRODUCTS[(j + 3) % 8]], exclude=[PRODUCTS[j - 1]],
                                         preferred_category="c1", k=3))
                     for j, p in enumerate(PRODUCTS)]
             snap = model.snapshot()

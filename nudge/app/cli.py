@@ -133,7 +133,9 @@ def replay(files: list[str], config: Config, *, decisions: str, outbox: str | No
     delivery = config.delivery
     if outbox is not None:
         delivery = _with(delivery, transport="outbox", outbox_dir=outbox)
-    config = _with(config, outputs=outputs, delivery=delivery)
+    # A catalog topic is read to its end, like the files: a replay is bounded.
+    config = _with(config, outputs=outputs, delivery=delivery,
+                   kafka=_with(config.kafka, tail=False))
     for path in (decisions, outputs.dead_letters, outputs.segments, outputs.outcomes):
         if path and path != "kafka":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -273,7 +275,25 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"  journey {j.name:<20} entry {cfg.trigger(j.name).entry!r}, stages {delays}")
     for name, rule in program.segments:
         print(f"  segment {name:<20} {rule.text}")
+    print("  " + catalog_summary(cfg))
     return 0
+
+
+def catalog_summary(cfg: Config) -> str:
+    """What `nudge check` says about the catalog: without one nothing crosses customers."""
+    from nudge.templates.render import link_policy
+
+    hosts = ", ".join(sorted(link_policy(cfg).hosts))
+    cat = cfg.catalog
+    if not cat.enabled:
+        recs = "off: recommendations need a catalog" if cfg.recommendations.enabled else "off"
+        return (f"catalog: none. Emails show no product data from other customers' events: "
+                f"no viewed products, recommendations {recs} ([catalog] topic or files). "
+                f"Links and images only to: {hosts}")
+    feed = f"topic {cat.topic!r}" if not cat.files else f"files {', '.join(cat.files)}"
+    recs = "on" if cfg.recommending else "off"
+    return (f"catalog: {feed}, at most {cat.max_products:,} products; recommendations "
+            f"{recs}. Links and images only to: {hosts}")
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:

@@ -82,6 +82,23 @@ def _catalogue() -> list[dict[str, Any]]:
 
 
 CATALOGUE = _catalogue()
+# The Google Merchant feed columns of the demo's catalog (nudge/data/catalog.csv).
+CATALOG_COLUMNS = ["id", "title", "price", "sale_price", "availability", "link", "image_link",
+                   "product_type", "brand"]
+
+
+def catalog_csv() -> str:
+    """The shop's product feed for the sample's products, as a Google Merchant CSV: a few on
+    sale, a few out of stock (never recommended)."""
+    from nudge.sources.catalogfiles import csv_text
+
+    rows = [{"id": p["product_id"], "title": p["name"], "price": f"{p['price']:.2f} EUR",
+             "sale_price": f"{p['price'] * 0.8:.2f} EUR" if n % 9 == 4 else "",
+             "availability": "out of stock" if n % 17 == 16 else "in stock",
+             "link": p["url"], "image_link": p["image_url"], "product_type": p["category"],
+             "brand": "Nudge Demo"}
+            for n, p in enumerate(CATALOGUE)]
+    return csv_text(rows, CATALOG_COLUMNS)
 
 
 def _traits(rng: random.Random, cid: str, first: str, zone: str) -> dict[str, Any]:
@@ -329,12 +346,18 @@ def generate(out: Path | IO[bytes], *, customers: int, days: float = 7, seed: in
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="nudge.app.sample", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("out", type=Path)
+    ap.add_argument("out", type=Path, nargs="?", help="the events file to write")
+    ap.add_argument("--catalog", type=Path, help="also write the products' catalog feed (CSV)")
     ap.add_argument("--customers", type=int, default=1500)
     ap.add_argument("--days", type=float, default=7)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--bad-ratio", type=float, default=0.0)
     args = ap.parse_args(argv)
+    if args.catalog is not None:
+        args.catalog.write_text(catalog_csv(), encoding="utf-8")
+        print(f"{len(CATALOGUE)} products -> {args.catalog}")
+    if args.out is None:
+        return 0
     stats = generate(args.out, customers=args.customers, days=args.days, seed=args.seed,
                      bad_ratio=args.bad_ratio)
     print(f"{stats.events} events, {stats.customers} customers, {stats.bad} bad lines, "

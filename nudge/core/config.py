@@ -19,6 +19,7 @@ type; then regenerate docs/configuration.md (`python -m nudge.tools.configdoc --
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -143,6 +144,37 @@ class RenderConfig:
     utm_source: str = setting("nudge", "`utm_source` added to the emails' links.")
     utm_medium: str = setting("email", "`utm_medium` added to the emails' links.")
     currency: str = setting("EUR", "ISO 4217 currency of prices shown.")
+    link_hosts: tuple[str, ...] = setting(
+        (), "Hosts every link and image of an email may point to; empty: the host of "
+            "`shop_url`. The hosts of `shop_url` and `unsubscribe_url` are always allowed. A "
+            "link elsewhere becomes the shop link, an image elsewhere is left out; both are "
+            "counted (`nudge_links_replaced_total`).")
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        for host in self.link_hosts:
+            if not host or any(ch in host for ch in "/:@?# \\") or host != host.lower():
+                yield "link_hosts", (f"{host!r} is not a lower-case host name (like "
+                                     "shop.example, without scheme or path)")
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogConfig:
+    """The shop's product feed (nudge/scoring/catalog.py): the one source of product data
+    shown across customers. Without one, recommendations are off."""
+
+    topic: str = setting(
+        "", "A compacted Kafka topic keyed by product id (JSON values with the Google Merchant "
+            "feed's fields; a tombstone removes a product).")
+    files: tuple[str, ...] = setting(
+        (), "Catalog feed files (JSONL, or CSV/TSV with the Google Merchant columns), "
+            "relative to the config file; read instead of `topic` when given.")
+    max_products: Positive = setting(
+        1_000_000, "The memory cap: updates for new products beyond it are refused and "
+                   "counted (`nudge_catalog_refused_total`); about 400 bytes of RSS each.")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.topic or self.files)
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,7 +329,10 @@ class Config:
     attribution: AttributionConfig = section(AttributionConfig, "Which email an order is "
                                                                 "credited to.")
     report: ReportConfig = section(ReportConfig, "`nudge report`.")
-    recommendations: RecommendConfig = section(RecommendConfig, "Product recommendations.")
+    recommendations: RecommendConfig = section(RecommendConfig, "Product recommendations "
+                                                                "(they need a catalog).")
+    catalog: CatalogConfig = section(CatalogConfig, "The shop's product feed: what emails show "
+                                                    "of products beyond a customer's own cart.")
     caps: CapsConfig = section(CapsConfig, "The frequency cap, across all journeys.")
     quiet_hours: QuietHoursConfig = section(QuietHoursConfig, "No email in the local night.")
     render: RenderConfig = section(RenderConfig, "What emails say and link to.")
@@ -317,6 +352,11 @@ class Config:
             if t.name == name:
                 return t
         raise KeyError(name)
+
+    @property
+    def recommending(self) -> bool:
+        """Recommendations need a catalog: without one nothing crosses customers."""
+        return self.recommendations.enabled and self.catalog.enabled
 
     @property
     def journeys(self) -> tuple[TriggerConfig, ...]:
@@ -347,4 +387,10 @@ def load(path: str | Path | None) -> Config:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(str(p), f"cannot read: {exc.strerror}") from None
-    return load_text(text, str(p))
+    cfg = load_text(text, str(p))
+    if cfg.catalog.files:
+        # Catalog feeds ship beside their config (the demo's): relative to its directory.
+        files = tuple(f if Path(f).is_absolute() else str(p.parent / f)
+                      for f in cfg.catalog.files)
+        cfg = dataclasses.replace(cfg, catalog=dataclasses.replace(cfg.catalog, files=files))
+    return cfg

@@ -56,3 +56,10 @@ def email_failed(transport: str, reason: str, attempts: int) -> None:
     EMAILS_FAILED.labels(transport, reason).inc()
     if attempts > 1:
         SEND_RETRIES.labels(transport).inc(attempts - 1)
+
+
+LINKS_REPLACED = Counter("nudge_links_replaced_total",
+                        "Email links and images on hosts outside render.link_hosts, replaced "
+                        "by the shop link or left out", ["trigger", "kind"])
+CATALOG_REFUSED = Counter("nudge_catalog_refused_total",
+                          "Catalog updates for new products refused at catalog.max_products")

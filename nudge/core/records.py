@@ -357,6 +357,9 @@ class Email:
     text: str
     headers: tuple[tuple[str, str], ...] = ()
     tags: tuple[str, ...] = ()
+    # Links and images on hosts outside render.link_hosts that rendering replaced by the
+    # shop link or left out (nudge/templates/links.py): 0 unless some data was hostile.
+    links_replaced: int = 0
 
 
 @dataclass(frozen=True, slots=True)

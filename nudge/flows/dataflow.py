@@ -10,6 +10,7 @@ Run it with `nudge run` / `nudge replay`, or with Bytewax directly:
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 from functools import partial
 from pathlib import Path
@@ -35,6 +36,7 @@ from nudge.core.records import (
     SegmentChange,
     ShardMark,
 )
+from nudge.flows.catalog import CatalogChunk, CatalogParseLogic
 from nudge.flows.customers import CustomersLogic
 from nudge.flows.decide import DECIDE_KEY, DecideLogic
 from nudge.flows.parse import ParseLogic
@@ -95,17 +97,37 @@ def _kind(cls: type) -> Any:
     return lambda item: type(item[1]) is cls
 
 
+def catalog_source(config: Config) -> Source[Any]:
+    """The catalog feed of the config: its files, else its Kafka topic (read to its end
+    unless `kafka.tail`)."""
+    cat = config.catalog
+    if cat.files:
+        from nudge.sources.catalogfiles import CatalogFileSource
+
+        return CatalogFileSource(list(cat.files), config.events.batch_size)
+    from nudge.kafka.catalog import KafkaCatalogSource
+
+    return KafkaCatalogSource(config.kafka, config.events, cat.topic)
+
+
+def _for_decide(item: tuple[str, CatalogChunk]) -> tuple[str, CatalogChunk]:
+    chunk = item[1]  # its dead letters go their own way
+    return DECIDE_KEY, dataclasses.replace(chunk, dead=[]) if chunk.dead else chunk
+
+
 def build_flow(config: Config, *, source: Source[Any] | None = None,
                sink: Sink[Any] | None = None, dead_letter_sink: Sink[Any] | None = None,
                email_sink: Sink[Any] | None = None, segment_sink: Sink[Any] | None = None,
-               outcome_sink: Sink[Any] | None = None) -> Dataflow:
+               outcome_sink: Sink[Any] | None = None,
+               catalog: Source[Any] | None = None) -> Dataflow:
     """The dataflow for `config`. Tests inject any of the source and sinks.
 
     `sink` receives Decision records (the decision log); the default writes JSON lines to
     `outputs.decisions`. `dead_letter_sink` receives DeadLetter records; `email_sink`
     receives (key, Email) pairs, the default delivers through the configured transport;
-    `segment_sink` and `outcome_sink` receive SegmentChange and Outcome records. A bad
-    config raises ConfigError here, naming the key (nudge/state/program.py).
+    `segment_sink` and `outcome_sink` receive SegmentChange and Outcome records; `catalog`
+    replaces the catalog feed of `[catalog]`. A bad config raises ConfigError here, naming
+    the key (nudge/state/program.py).
     """
     program = compile_program(config)
     activate(config.secrets)  # log ids keyed before any step prints one
@@ -130,8 +152,20 @@ def build_flow(config: Config, *, source: Source[Any] | None = None,
     to_decide = op.filter_map("to_decide", shards, lambda item: (
         (DECIDE_KEY, item[1]) if type(item[1]) in _FOR_DECIDE else None))
     # ("decide", Decision | ShardMark | ItemDelta)
-    decided = op.stateful_batch("decide", to_decide,
-                                partial(DecideLogic, config.shards, config.recommendations))
+    if config.catalog.enabled:
+        feed = op.input("catalog_sources", flow, catalog or catalog_source(config))
+        # (catalog partition key, RawChunk)
+        products = op.stateful_batch("catalog_parse", feed,
+                                     partial(CatalogParseLogic, config.events))
+        # (catalog partition key, CatalogChunk): updates, dead letters, the watermark
+        bad_input = op.merge("input_dead_letters", bad_input, op.flat_map(
+            "catalog_dead_letters", products, lambda item: item[1].dead))
+        to_decide = op.merge("decide_inputs", to_decide,
+                             op.map("catalog_to_decide", products, _for_decide))
+        # ("decide", Decision | ShardMark | ItemDelta | CatalogChunk)
+    decided = op.stateful_batch("decide", to_decide, partial(
+        DecideLogic, config.shards, config.recommendations, catalog=config.catalog.enabled,
+        max_products=config.catalog.max_products))
     # ("decide", Decision), in (due, customer, trigger, stage) order
     decisions = op.map("decisions", decided, lambda item: item[1])
     # Decision

@@ -5,14 +5,22 @@ until every shard's watermark has passed them, then releases them sorted by
 (due, customer, trigger, stage): the decision log and the send order are then the same
 whatever the worker count, batching or pacing.
 
-It also keeps the one view of the catalogue that needs every shard: the item model of
-nudge/scoring/recommend.py, fed by the shards' hourly ItemDeltas. Before a decision is released,
-every delta of a bucket that ended at or before its due time is applied, in (bucket end,
-shard) order, and no later one: a decision's recommendations are a function of the event
-time of its due alone, like everything else.
+It also keeps what needs every shard, or comes from outside the shop's event stream:
+
+- the product catalog (nudge/scoring/catalog.py), fed by the catalog's parse step
+  (nudge/flows/catalog.py) with updates and each catalog partition's watermark. A decision is
+  released only once the catalog's watermark has passed its due time too, and every update
+  at or before its due time is applied before it, none after: what it shows of a product is
+  a function of event time alone. Products a customer viewed (`viewed`) and recommendations
+  come from the catalog, never from events: one customer's events cannot change what
+  another is shown. Without a catalog, emails show neither.
+- the item model of nudge/scoring/recommend.py (with a catalog and recommendations on), fed
+  by the shards' hourly ItemDeltas: before a decision is released, every delta of a bucket
+  that ended at or before its due time is applied, in (bucket end, shard) order, and no
+  later one.
 
 Item shapes in and out of the step (see nudge/flows/dataflow.py):
-    in:  ("decide", Decision | ShardMark | ItemDelta)
+    in:  ("decide", Decision | ShardMark | ItemDelta | CatalogChunk)
     out: ("decide", Decision)
 """
 
@@ -26,28 +34,38 @@ from bytewax.operators import StatefulBatchLogic
 
 from nudge.core.journeyconfig import RecommendConfig
 from nudge.core.records import OUTCOME_SENT, CartLine, Decision, ShardMark
-from nudge.scoring.itemstats import ItemDelta, ItemInfo
+from nudge.flows.catalog import CatalogChunk
+from nudge.scoring.catalog import DEFAULT_MAX_PRODUCTS, Catalog, CatalogEntry
+from nudge.scoring.itemstats import ItemDelta
 from nudge.scoring.recommend import ItemModel
 
 DECIDE_KEY = "decide"
+MAX_VIEWED = 4  # viewed products an email shows
 
 
-def _line(info: ItemInfo) -> CartLine:
-    return CartLine(info.product_id, info.name, info.price, 1, info.category, info.image_url,
-                    info.url)
+def _line(e: CatalogEntry) -> CartLine:
+    return CartLine(e.product_id, e.title, e.current_price, 1, e.product_type, e.image_link,
+                    e.link)
 
 
 class Decider:
     """Pure buffer-and-release logic, tested without Bytewax."""
 
     def __init__(self, shards: int, recommend: RecommendConfig | None = None,
-                 resume: dict[str, Any] | None = None) -> None:
+                 resume: dict[str, Any] | None = None, *, catalog: bool = False,
+                 max_products: int = DEFAULT_MAX_PRODUCTS) -> None:
         self.shards = shards
         self.pending: list[Decision] = []
         self.marks: dict[int, tuple[int | None, bool]] = {}
         self.deltas: list[tuple[int, int, int, ItemDelta]] = []  # heap: (end, shard, seq, d)
         self.seq = 0
-        self.recommend = recommend if recommend is not None and recommend.enabled else None
+        # The catalog, and its partitions' watermarks: part -> (watermark, ended).
+        self.catalog = Catalog(max_products) if catalog else None
+        self.cat_marks: dict[str, tuple[int | None, bool]] = {}
+        self.cat_parts = 0
+        # Recommendations need the catalog: without it nothing crosses customers.
+        self.recommend = recommend if recommend is not None and recommend.enabled \
+            and catalog else None
         self.items: ItemModel | None = None
         if self.recommend is not None:
             r = self.recommend
@@ -60,8 +78,38 @@ class Decider:
             self.seq = resume["seq"]
             if self.items is not None and resume["items"] is not None:
                 self.items.restore(resume["items"])
+            cat = resume.get("catalog")
+            if self.catalog is not None and cat is not None:
+                self.catalog = Catalog.restore(cat["state"], max_products)
+                self.cat_marks = {k: (v[0], v[1]) for k, v in cat["marks"].items()}
+                self.cat_parts = cat["parts"]
 
     def watermark(self) -> tuple[int | None, bool]:
+        """(watermark, all inputs ended) over every shard and every catalog partition."""
+        wm, final = self._shards_watermark()
+        if self.catalog is None:
+            return wm, final
+        cwm, cfinal = self._catalog_watermark()
+        if cfinal:
+            return wm, final  # the catalog ended: it holds nothing back
+        if cwm is None:
+            return None, False
+        if final:
+            return cwm, False
+        return (None, False) if wm is None else (min(wm, cwm), False)
+
+    def _catalog_watermark(self) -> tuple[int | None, bool]:
+        marks = self.cat_marks
+        if not self.cat_parts or len(marks) < self.cat_parts:
+            return None, False
+        open_wms = [wm for wm, ended in marks.values() if not ended]
+        if len(open_wms) == 0:
+            return None, True
+        if None in open_wms:
+            return None, False
+        return min(wm for wm in open_wms if wm is not None), False
+
+    def _shards_watermark(self) -> tuple[int | None, bool]:
         if len(self.marks) < self.shards:
             return None, False
         if all(final for _, final in self.marks.values()):
@@ -79,9 +127,23 @@ class Decider:
                 if self.items is not None:
                     self.seq += 1
                     heapq.heappush(self.deltas, (item.bucket_end, item.shard, self.seq, item))
+            elif isinstance(item, CatalogChunk):
+                self._catalog_chunk(item)
             else:
                 self.pending.append(item)
         return self.release()
+
+    def _catalog_chunk(self, chunk: CatalogChunk) -> None:
+        if self.catalog is None:
+            return
+        for u in chunk.updates:
+            self.catalog.add(u)
+        self.cat_parts = chunk.n_parts
+        prev = self.cat_marks.get(chunk.part)
+        wm = chunk.watermark
+        if prev is not None and prev[0] is not None and (wm is None or wm < prev[0]):
+            wm = prev[0]
+        self.cat_marks[chunk.part] = (wm, chunk.final or (prev is not None and prev[1]))
 
     def release(self, everything: bool = False) -> list[Decision]:
         wm, final = self.watermark()
@@ -95,12 +157,15 @@ class Decider:
             if ready:
                 self.pending = [d for d in self.pending if d.due >= wm]
         ready.sort(key=Decision.sort_key)
-        if self.items is not None:
+        if self.catalog is not None:
             ready = [self._enrich(d) for d in ready]
-            # Every decision due before the watermark has arrived: deltas of buckets ended by
-            # then are applied now, so they never pile up while no decision comes.
+            # Every decision due before the watermark has arrived: catalog updates and
+            # deltas of buckets ended by then are applied now, so they never pile up while
+            # no decision comes.
             if wm is not None and not (everything or final):
-                self._apply_until(wm)
+                self.catalog.advance(wm - 1)
+                if self.items is not None:
+                    self._apply_until(wm)
         return ready
 
     def _apply_until(self, t: int) -> None:
@@ -113,30 +178,52 @@ class Decider:
         self.items.seal(t)
 
     def _enrich(self, d: Decision) -> Decision:
+        """What the customer is shown of products beyond their own cart, from the catalog as
+        of the decision's due time."""
+        catalog = self.catalog
+        assert catalog is not None
+        catalog.advance(d.due)
         items = self.items
-        assert items is not None and self.recommend is not None
-        self._apply_until(d.due)
+        if items is not None:
+            self._apply_until(d.due)
         ctx = d.context
         if d.outcome != OUTCOME_SENT or ctx is None:
             return d
-        seeds = [*ctx.recent, *(line.product_id for line in ctx.cart), *ctx.bought]
-        exclude = {line.product_id for line in ctx.cart} | set(ctx.bought)
-        recs = items.recommend(seeds, exclude, ctx.preferred_category, k=self.recommend.count)
-        viewed = [info for pid in ctx.recent if (info := items.info(pid)) is not None]
+        viewed: list[CatalogEntry] = []
+        for pid in ctx.recent:
+            entry = catalog.get(pid)
+            if entry is not None:
+                viewed.append(entry)
+                if len(viewed) >= MAX_VIEWED:
+                    break
+        recs: list[CatalogEntry] = []
+        if items is not None and self.recommend is not None:
+            seeds = [*ctx.recent, *(line.product_id for line in ctx.cart), *ctx.bought]
+            exclude = {line.product_id for line in ctx.cart} | set(ctx.bought)
+            for pid in items.recommend(seeds, exclude, ctx.preferred_category,
+                                       k=self.recommend.count, directory=catalog):
+                entry = catalog.get(pid)
+                if entry is not None:
+                    recs.append(entry)
         return dataclasses.replace(d, context=dataclasses.replace(
-            ctx, viewed=tuple(_line(i) for i in viewed[:4]),
-            recommendations=tuple(_line(i) for i in recs)))
+            ctx, viewed=tuple(map(_line, viewed)), recommendations=tuple(map(_line, recs))))
 
     def snapshot(self) -> dict[str, Any]:
+        cat = self.catalog
         return {"pending": list(self.pending), "marks": dict(self.marks),
                 "deltas": list(self.deltas), "seq": self.seq,
-                "items": self.items.snapshot() if self.items is not None else None}
+                "items": self.items.snapshot() if self.items is not None else None,
+                "catalog": None if cat is None else {
+                    "state": cat.snapshot(), "marks": dict(self.cat_marks),
+                    "parts": self.cat_parts}}
 
 
 class DecideLogic(StatefulBatchLogic[Any, Decision, dict[str, Any]]):
     def __init__(self, shards: int, recommend: RecommendConfig | None,
-                 resume: dict[str, Any] | None) -> None:
-        self.decider = Decider(shards, recommend, resume)
+                 resume: dict[str, Any] | None, *, catalog: bool = False,
+                 max_products: int = DEFAULT_MAX_PRODUCTS) -> None:
+        self.decider = Decider(shards, recommend, resume, catalog=catalog,
+                               max_products=max_products)
 
     def on_batch(self, values: list[Any]) -> tuple[list[Decision], bool]:
         return self.decider.feed(values), False

@@ -99,8 +99,10 @@ FIRST_OFFSET = 0  # where every Kafka partition's log starts
 class _KafkaPartition(StatefulSourcePartition[Item, int]):
     def __init__(self, config: KafkaConfig, events: EventsConfig, partition: int,
                  n_parts: int, resume: int | None, tail: bool,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float],
+                 wrap: Callable[[Message], bytes] | None = None) -> None:
         self._topic = config.topic
+        self._wrap = wrap  # a record's bytes from its message, when more than the value
         self._brokers = ",".join(config.brokers)
         self._partition = partition
         self._key = f"{config.topic}/{partition}"
@@ -179,7 +181,8 @@ class _KafkaPartition(StatefulSourcePartition[Item, int]):
         records: list[tuple[int, bytes]] = []
         eof = False
         values = list(map(Message.value, msgs))
-        if msgs and not any(map(Message.error, msgs)) and None not in values:
+        if self._wrap is None and msgs and not any(map(Message.error, msgs)) \
+                and None not in values:
             # The usual batch, records only: read in C, without a Python step per message.
             offsets = list(map(Message.offset, msgs))
             records = list(zip(offsets, values, strict=True))  # type: ignore[arg-type]
@@ -197,7 +200,8 @@ class _KafkaPartition(StatefulSourcePartition[Item, int]):
                 self._transient(err)
                 continue
             offset = msg.offset() or 0
-            records.append((offset, msg.value() or b""))
+            records.append((offset, self._wrap(msg) if self._wrap is not None
+                            else msg.value() or b""))
             self._offset = offset + 1
         if self._fatal is not None:
             raise SourceError(f"kafka topic {self._topic} partition {self._partition} "

@@ -9,11 +9,10 @@ parts are written in sorted order, so two models with the same state give equal 
 whatever order their dicts were filled in.
 
 >>> rows = {"a": {"b": 2.0}, "b": {"a": 2.0}}
->>> info = {p: ItemInfo(p, p.upper(), 1.0, "x", "", "") for p in "ab"}
->>> snap = encode_model(rows, {}, info, {"a": 5, "b": 7}, {"a": [0, 1, 0, 0]})
+>>> snap = encode_model(rows, {}, {"a": 5, "b": 7}, {"a": [0, 1, 0, 0]})
 >>> sorted(snap)
 ['pending', 'rows', 'tables']
->>> decode_model(snap) == (rows, {}, info, {"a": 5, "b": 7}, {"a": [0, 1, 0, 0]})
+>>> decode_model(snap) == (rows, {}, {"a": 5, "b": 7}, {"a": [0, 1, 0, 0]})
 True
 """
 
@@ -25,8 +24,6 @@ from array import array
 from typing import Any
 
 import orjson
-
-from nudge.scoring.itemstats import ItemInfo
 
 Row = dict[str, float]
 LEVEL = 1  # zlib: level 6 saves another ~10% of the rows for 4x the time
@@ -77,41 +74,29 @@ def _unpack_rows(packed: list[bytes], ids: list[str]) -> dict[str, Row]:
     return rows
 
 
-def encode_model(rows: dict[str, Row], pending: dict[str, Row],
-                 catalogue: dict[str, ItemInfo], seen: dict[str, int],
+def encode_model(rows: dict[str, Row], pending: dict[str, Row], seen: dict[str, int],
                  counts: dict[str, list[int]]) -> dict[str, Any]:
-    names: set[str] = set(catalogue) | set(seen) | set(counts)
+    names: set[str] = set(seen) | set(counts)
     for table in (rows, pending):
         names.update(table)
         for row in table.values():
             names.update(row)
     ids = sorted(names)
     index = {p: i for i, p in enumerate(ids)}
-    categories = sorted({i.category for i in catalogue.values()})
-    cat_index = {c: i for i, c in enumerate(categories)}
     tables = {
         "ids": ids,
-        "categories": categories,
-        "catalogue": [[index[p], i.name, i.price, cat_index[i.category], i.image_url, i.url]
-                      for p, i in sorted(catalogue.items())],
         "seen": [[index[p], t] for p, t in sorted(seen.items())],
         "counts": [[index[p], *series] for p, series in sorted(counts.items())],
     }
-    # orjson writes floats in their shortest exact form: prices come back bit for bit. It
-    # refuses lone surrogates, as parse's decoders do: no event can carry one in.
+    # orjson refuses lone surrogates, as parse's decoders do: no event can carry one in.
     return {"tables": zlib.compress(orjson.dumps(tables), LEVEL),
             "rows": _pack_rows(rows, index), "pending": _pack_rows(pending, index)}
 
 
 def decode_model(snap: dict[str, Any]) -> tuple[dict[str, Row], dict[str, Row],
-                                                dict[str, ItemInfo], dict[str, int],
-                                                dict[str, list[int]]]:
+                                                dict[str, int], dict[str, list[int]]]:
     tables = orjson.loads(zlib.decompress(snap["tables"]))
     ids = [sys.intern(p) for p in tables["ids"]]
-    categories = [sys.intern(c) for c in tables["categories"]]
-    catalogue = {ids[i]: ItemInfo(ids[i], name, float(price), categories[c], image, url)
-                 for i, name, price, c, image, url in tables["catalogue"]}
     seen = {ids[i]: t for i, t in tables["seen"]}
     counts = {ids[row[0]]: row[1:] for row in tables["counts"]}
-    return (_unpack_rows(snap["rows"], ids), _unpack_rows(snap["pending"], ids), catalogue,
-            seen, counts)
+    return (_unpack_rows(snap["rows"], ids), _unpack_rows(snap["pending"], ids), seen, counts)

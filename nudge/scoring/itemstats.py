@@ -7,16 +7,16 @@ ItemModel adds up the deltas of every shard. Pair weights and counts merge addit
 sum is the same whatever the shard count or the split of customers.
 
 Weights are binary fractions by default (1, 2, 4) so that sums of them are exact floats: the
-model then holds the same bits whatever way the increments were grouped into deltas. Two
-things stay split-dependent: weights that are not binary fractions (0.1) sum to within an
-ulp, and a product whose info changed within one bucket keeps the info of the highest shard
-that saw it (deltas are applied in shard order; it is the latest again by the next bucket).
+model then holds the same bits whatever way the increments were grouped into deltas (weights
+that are not binary fractions, 0.1, sum to within an ulp).
+
+Deltas carry product ids and counts only, never what an event said a product is called or
+where it links: event producers are untrusted, and what emails show of a product comes from
+the shop's catalog (nudge/scoring/catalog.py).
 
 >>> b = ItemStatsBuilder(shard=0)
->>> shirt = ItemInfo("sku-1", "Linen Shirt", 49.0, "apparel", "https://i/1.jpg", "https://p/1")
->>> belt = ItemInfo("sku-2", "Belt", 19.0, "apparel", "https://i/2.jpg", "https://p/2")
->>> b.on_view(1_000, shirt, session_items=[])
->>> b.on_view(2_000, belt, session_items=["sku-1"])
+>>> b.on_view(1_000, Item("sku-1"), session_items=[])
+>>> b.on_view(2_000, Item("sku-2"), session_items=["sku-1"])
 >>> b.flush(until=HOUR - 1)     # the bucket [0, 1 h) is not over yet
 []
 >>> [d] = b.flush(until=HOUR)
@@ -36,50 +36,21 @@ import orjson
 
 from nudge.core.timefmt import HOUR
 
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2  # 2: no product info from events
 
 
 class ProductLike(Protocol):
-    """Anything with a product's display fields: nudge.core.records.Product, CartLine, ItemInfo."""
+    """Anything with a product id: nudge.core.records.Product, CartLine, Item."""
 
     @property
     def product_id(self) -> str: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def price(self) -> float: ...
-    @property
-    def category(self) -> str: ...
-    @property
-    def image_url(self) -> str: ...
-    @property
-    def url(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
-class ItemInfo:
-    """What an email shows of a product: the latest the stream said about it."""
+class Item:
+    """A bare product id (tests and doctests)."""
 
     product_id: str
-    name: str
-    price: float
-    category: str
-    image_url: str
-    url: str
-
-    @classmethod
-    def of(cls, p: ProductLike) -> ItemInfo:
-        # Interned ids: every delta, pair key and snapshot then shares one string object per
-        # product, and pickle writes each id once.
-        pid = sys.intern(p.product_id)
-        if isinstance(p, ItemInfo) and p.product_id is pid:
-            return p
-        return cls(pid, p.name, p.price, p.category, p.image_url, p.url)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # A plain tuple: ~3x smaller and faster to pickle than the slots state dict.
-        return (ItemInfo, (self.product_id, self.name, self.price, self.category,
-                           self.image_url, self.url))
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +58,7 @@ class ItemDelta:
     """What one shard learned about items in the bucket of event time ending at `bucket_end`.
 
     pairs: co-occurrence increments keyed (a, b) with a < b; views, adds, purchases: counts
-    per product; catalogue: the latest info of every product seen in the bucket."""
+    per product."""
 
     bucket_end: int
     shard: int
@@ -95,11 +66,10 @@ class ItemDelta:
     views: dict[str, int]
     adds: dict[str, int]
     purchases: dict[str, int]
-    catalogue: dict[str, ItemInfo]
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickled on the way to the decide step and in its snapshots while it waits there:
-        # zlib'd JSON is ~6x smaller than the pickled dicts (URLs compress well) for ~2 ms.
+        # zlib'd JSON is several times smaller than the pickled dicts.
         return (_unpickle_delta, (zlib.compress(orjson.dumps(self.to_data()), 1),))
 
     def sort_key(self) -> tuple[int, int]:
@@ -109,19 +79,16 @@ class ItemDelta:
     def to_data(self) -> list[Any]:
         """Plain data (lists, dicts, str, numbers) for snapshots."""
         return [self.bucket_end, self.shard, [[a, b, w] for (a, b), w in self.pairs.items()],
-                self.views, self.adds, self.purchases,
-                [[i.product_id, i.name, i.price, i.category, i.image_url, i.url]
-                 for i in self.catalogue.values()]]
+                self.views, self.adds, self.purchases]
 
     @classmethod
     def from_data(cls, data: Sequence[Any]) -> ItemDelta:
-        end, shard, pairs, views, adds, purchases, catalogue = data
+        end, shard, pairs, views, adds, purchases = data
         intern = sys.intern
         return cls(end, shard, {(intern(a), intern(b)): w for a, b, w in pairs},
                    {intern(p): n for p, n in views.items()},
                    {intern(p): n for p, n in adds.items()},
-                   {intern(p): n for p, n in purchases.items()},
-                   {intern(row[0]): ItemInfo(intern(row[0]), *row[1:]) for row in catalogue})
+                   {intern(p): n for p, n in purchases.items()})
 
 
 def _unpickle_delta(blob: bytes) -> ItemDelta:
@@ -165,7 +132,6 @@ class ItemStatsBuilder:
         self._views: dict[str, int] = {}
         self._adds: dict[str, int] = {}
         self._purchases: dict[str, int] = {}
-        self._catalogue: dict[str, ItemInfo] = {}
 
     # -- events ---------------------------------------------------------------------------
 
@@ -222,16 +188,10 @@ class ItemStatsBuilder:
                              f"bucket starting at {self._k * self.bucket_ms}")
         self._k = k
 
-    def _note(self, product: ProductLike) -> str:
-        # Most views repeat what the bucket already holds: check before building anew.
-        cur = self._catalogue.get(product.product_id)
-        if cur is not None and cur.price == product.price and cur.name == product.name \
-                and cur.image_url == product.image_url and cur.url == product.url \
-                and cur.category == product.category:
-            return cur.product_id
-        info = ItemInfo.of(product)
-        self._catalogue[info.product_id] = info
-        return info.product_id
+    @staticmethod
+    def _note(product: ProductLike) -> str:
+        # Interned ids: every delta, pair key and snapshot then shares one string per product.
+        return sys.intern(product.product_id)
 
     def _recent(self, items: Sequence[str], skip: set[str]) -> list[str]:
         """The most recent distinct items not in `skip`, at most session_window of them."""
@@ -252,7 +212,7 @@ class ItemStatsBuilder:
     def _open_delta(self) -> ItemDelta:
         assert self._k is not None
         return ItemDelta((self._k + 1) * self.bucket_ms, self.shard, self._pairs, self._views,
-                         self._adds, self._purchases, self._catalogue)
+                         self._adds, self._purchases)
 
     def _close(self) -> None:
         delta = self._open_delta()
@@ -276,8 +236,8 @@ class ItemStatsBuilder:
 
     def snapshot(self) -> dict[str, Any]:
         """Plain data. The open bucket changes with every event, so it is written at every
-        epoch: as zlib'd JSON it is ~5x smaller than pickled lists (the catalogue's URLs
-        compress well). orjson writes floats exactly; parse admits no lone surrogate."""
+        epoch: as zlib'd JSON it is smaller than pickled lists. orjson writes floats
+        exactly; parse admits no lone surrogate."""
         state = [self._open_delta().to_data() if self._k is not None else None,
                  [d.to_data() for d in self._closed]]
         return {"format": SNAPSHOT_FORMAT, "bucket_ms": self.bucket_ms, "low": self._low,
@@ -299,4 +259,4 @@ class ItemStatsBuilder:
             d = ItemDelta.from_data(open_bucket)
             self._k = d.bucket_end // self.bucket_ms - 1
             self._pairs, self._views, self._adds = dict(d.pairs), dict(d.views), dict(d.adds)
-            self._purchases, self._catalogue = dict(d.purchases), dict(d.catalogue)
+            self._purchases = dict(d.purchases)

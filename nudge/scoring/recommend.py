@@ -21,50 +21,74 @@ applied. Pruning, forgetting and renormalising happen only at those folds and at
 bucket_ends, never in between, for the same reason.
 
 Pruning. Each product keeps its `neighbours` heaviest neighbours (ties: smaller product id).
-Once a day, products not seen for `forget_after_ms` are forgotten (catalogue, counts, pairs)
-and pairs whose decayed weight fell below `min_weight` are dropped: memory stays bounded.
+Once a day, products not seen for `forget_after_ms` are forgotten (counts, pairs) and pairs
+whose decayed weight fell below `min_weight` are dropped: memory stays bounded.
+
+The catalog. The model knows product ids and counts only. What may be recommended, and in
+which category, is the caller's `Directory`: the shop's catalog (nudge/scoring/catalog.py),
+whose in-stock products map to their category. A product the catalog does not list is
+never recommended, whatever the events said about it; without a catalog nothing is.
 
 Trending. Per product, purchases, adds and views (weights 5, 2, 1) summed over the day
 buckets of the last `trending_days` days; per category, the products of that category ranked
-by it (computed when asked, cached until the next delta).
+by it (computed when asked, cached until the next delta or catalog change).
 
 >>> from nudge.core.timefmt import HOUR
->>> shirt = ItemInfo("shirt", "Linen Shirt", 49.0, "apparel", "https://i/s.jpg", "https://p/s")
->>> belt = ItemInfo("belt", "Belt", 19.0, "apparel", "https://i/b.jpg", "https://p/b")
->>> mug = ItemInfo("mug", "Mug", 9.0, "home", "https://i/m.jpg", "https://p/m")
 >>> shard = ItemStatsBuilder(shard=0)
->>> shard.on_view(1_000, shirt, session_items=[])
->>> shard.on_view(2_000, belt, session_items=["shirt"])
->>> shard.on_order(3_000, [mug], session_items=[])
+>>> shard.on_view(1_000, Item("shirt"), session_items=[])
+>>> shard.on_view(2_000, Item("belt"), session_items=["shirt"])
+>>> shard.on_order(3_000, [Item("mug")], session_items=[])
 >>> model = ItemModel()
 >>> for delta in shard.flush(until=HOUR):
 ...     model.apply(delta)
->>> [i.product_id for i in model.recommend(["shirt"], exclude=["shirt"], k=2)]
+>>> shop = Directory({"shirt": "apparel", "belt": "apparel", "mug": "home"})
+>>> model.recommend(["shirt"], exclude=["shirt"], k=2, directory=shop)
 ['belt', 'mug']
->>> [i.product_id for i in model.recommend(["shirt"], exclude=["belt"], k=1)]
+>>> model.recommend(["shirt"], exclude=["belt"], k=1, directory=shop)
 ['mug']
+>>> model.recommend(["shirt"], exclude=["shirt"], k=2, directory=None)
+[]
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from nudge.core.timefmt import DAY
 from nudge.scoring.itemcodec import decode_model, encode_model
-from nudge.scoring.itemstats import ItemDelta, ItemInfo, ItemStatsBuilder
+from nudge.scoring.itemstats import Item, ItemDelta, ItemStatsBuilder
 
-__all__ = ["ItemDelta", "ItemInfo", "ItemModel", "ItemStatsBuilder"]
+__all__ = ["Directory", "Item", "ItemDelta", "ItemModel", "ItemStatsBuilder"]
 
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2  # 2: no product info from events
 RENORM_AFTER = 64  # half-lives between renormalisations: g stays below 2**65
 
 Row = dict[str, float]
 
 
+class ProductDirectory(Protocol):
+    """What may be recommended: in-stock product -> category. `version` moves whenever the
+    mapping changes (nudge.scoring.catalog.Catalog is one)."""
+
+    @property
+    def categories(self) -> dict[str, str]: ...
+    @property
+    def version(self) -> int: ...
+
+
+@dataclass(slots=True)
+class Directory:
+    """A fixed ProductDirectory (tests, doctests)."""
+
+    categories: dict[str, str]
+    version: int = field(default=0)
+
+
 class ItemModel:
-    """The decide step's global item model: co-occurrence, trending and the catalogue.
+    """The decide step's global item model: co-occurrence and trending.
 
     The caller applies deltas in (bucket_end, shard) order (`key=ItemDelta.sort_key`): like
     decisions in nudge/flows/decide.py, a delta waits until every shard's watermark has passed its
@@ -88,8 +112,7 @@ class ItemModel:
         self.max_seeds = max_seeds
         self.rows: dict[str, Row] = {}  # product -> neighbour -> weight * g
         self.pending: dict[str, Row] = {}  # product -> neighbour -> raw sum at `at`
-        self.catalogue: dict[str, ItemInfo] = {}
-        self.seen: dict[str, int] = {}  # product -> last bucket_end it was in a catalogue
+        self.seen: dict[str, int] = {}  # product -> last bucket_end it was in a delta
         self.counts: dict[str, list[int]] = {}  # product -> [day, views, adds, buys, day, ...]
         self.shift = 0
         self.at: int | None = None  # the latest bucket_end applied
@@ -97,6 +120,7 @@ class ItemModel:
         self.last_shard = -1
         self.swept_day = -(2 ** 62)
         self._trend: dict[str | None, list[str]] = {}  # cache, cleared by every apply
+        self._trend_of: tuple[int, int] | None = None  # (id, version) of its directory
         self._snap: dict[str, Any] | None = None  # cache, cleared by every apply
 
     # -- learning ---------------------------------------------------------------------------
@@ -129,12 +153,13 @@ class ItemModel:
             if row is None:
                 row = pending[b] = {}
             row[a] = row.get(a, 0.0) + w
-        for pid, info in delta.catalogue.items():
-            self.catalogue[pid] = info
-            self.seen[pid] = end
+        seen = self.seen
+        for a, b in delta.pairs:
+            seen[a] = seen[b] = end
         day = (end - 1) // DAY
         for slot, counts in ((1, delta.views), (2, delta.adds), (3, delta.purchases)):
             for pid, n in counts.items():
+                seen[pid] = end
                 self._bump(pid, day, slot, n)
         self._trend.clear()
 
@@ -202,8 +227,7 @@ class ItemModel:
         cutoff = end - self.forget_after_ms
         for pid in [p for p, t in self.seen.items() if t < cutoff]:
             del self.seen[pid]
-            del self.catalogue[pid]
-        known = self.catalogue
+        known = self.seen
         floor = self.min_weight * self._growth(end)
         for a in list(self.rows):
             row = self.rows[a]
@@ -237,9 +261,6 @@ class ItemModel:
         g = self._growth(self.at)
         return sorted(((b, w / g) for b, w in self._row(product_id).items()), key=_heaviest)
 
-    def info(self, product_id: str) -> ItemInfo | None:
-        return self.catalogue.get(product_id)
-
     def trend_score(self, product_id: str) -> float:
         """Weighted purchases, adds and views over the last `trending_days` days."""
         series = self.counts.get(product_id)
@@ -253,36 +274,48 @@ class ItemModel:
                 total += wv * series[i + 1] + wa * series[i + 2] + wp * series[i + 3]
         return total
 
-    def _trending_ids(self, category: str | None) -> list[str]:
+    def _trending_ids(self, category: str | None, directory: ProductDirectory) -> list[str]:
+        of = (id(directory), directory.version)
+        if of != self._trend_of:
+            self._trend.clear()
+            self._trend_of = of
         ranked = self._trend.get(category)
         if ranked is None:
+            known = directory.categories
             if category is None:
-                scored = [(p, self.trend_score(p)) for p in self.counts if p in self.catalogue]
+                scored = [(p, self.trend_score(p)) for p in self.counts if p in known]
             else:
                 scored = [(p, self.trend_score(p)) for p in self.counts
-                          if (i := self.catalogue.get(p)) is not None and i.category == category]
+                          if known.get(p) == category]
             ranked = [p for p, s in sorted(scored, key=_heaviest) if s > 0]
             self._trend[category] = ranked
         return ranked
 
-    def trending(self, category: str | None = None, k: int = 10) -> list[ItemInfo]:
-        """The top `k` trending products, of one category or of all."""
-        return [self.catalogue[p] for p in self._trending_ids(category)[:k]]
+    def trending(self, directory: ProductDirectory | None, category: str | None = None,
+                 k: int = 10) -> list[str]:
+        """The top `k` trending products the directory lists, of one category or of all."""
+        if directory is None:
+            return []
+        return self._trending_ids(category, directory)[:k]
 
     def recommend(self, seeds: Iterable[str], exclude: Iterable[str] = (),
-                  preferred_category: str | None = None, k: int = 3) -> list[ItemInfo]:
-        """Up to k products for a customer, best first.
+                  preferred_category: str | None = None, k: int = 3, *,
+                  directory: ProductDirectory | None) -> list[str]:
+        """Up to k product ids for a customer, best first.
 
         seeds: the customer's recent views, cart items and bought items, most relevant first;
         the r-th distinct seed (from 0) counts 1 / (r + 1), up to `max_seeds` seeds. A
         candidate's score is the weighted sum of its co-occurrence weights with the seeds.
-        Never returns a product in `exclude` (cart, bought) or one without catalogue info; a
-        seed that is not excluded (a viewed product) may be recommended when the other seeds
-        point at it. Short lists are filled from trending in `preferred_category`, then from
-        global trending. Ties: smaller product id first.
+        Never returns a product in `exclude` (cart, bought) or one the directory does not
+        list (not in the catalog, or out of stock); without a directory, nothing. A seed that
+        is not excluded (a viewed product) may be recommended when the other seeds point at
+        it. Short lists are filled from trending in `preferred_category`, then from global
+        trending. Ties: smaller product id first.
         """
+        if directory is None:
+            return []
         excluded = set(exclude)
-        known = self.catalogue
+        known = directory.categories
         scores: dict[str, float] = {}
         used: set[str] = set()
         for seed in seeds:
@@ -299,17 +332,17 @@ class ItemModel:
         if len(out) < k:
             chosen = set(out)
             for category in ((preferred_category, None) if preferred_category else (None,)):
-                for p in self._trending_ids(category):
+                for p in self._trending_ids(category, directory):
                     if len(out) >= k:
                         break
                     if p not in excluded and p not in chosen:
                         out.append(p)
                         chosen.add(p)
-        return [known[p] for p in out]
+        return out
 
     def size(self) -> dict[str, int]:
         """Sizes for metrics: products known, stored pairs, pending pairs."""
-        return {"products": len(self.catalogue),
+        return {"products": len(self.seen),
                 "pairs": sum(len(r) for r in self.rows.values()),
                 "pending": sum(len(r) for r in self.pending.values())}
 
@@ -319,8 +352,7 @@ class ItemModel:
         """Plain data, compact (nudge/scoring/itemcodec.py). Deltas come once a bucket per shard
         while epochs are seconds apart, so the encoding is kept until the next apply."""
         if self._snap is None:
-            snap = encode_model(self.rows, self.pending, self.catalogue, self.seen,
-                                self.counts)
+            snap = encode_model(self.rows, self.pending, self.seen, self.counts)
             snap.update(format=SNAPSHOT_FORMAT, half_life_ms=self.half_life_ms,
                         shift=self.shift, at=self.at, last_shard=self.last_shard,
                         swept_day=self.swept_day, sealed=self.sealed)
@@ -333,12 +365,12 @@ class ItemModel:
         if snap.get("format") != SNAPSHOT_FORMAT:
             raise ValueError(f"item model snapshot format {snap.get('format')} is not "
                              f"{SNAPSHOT_FORMAT}")
-        (self.rows, self.pending, self.catalogue, self.seen,
-         self.counts) = decode_model(snap)
+        self.rows, self.pending, self.seen, self.counts = decode_model(snap)
         self.shift, self.at = snap["shift"], snap["at"]
         self.last_shard, self.swept_day = snap["last_shard"], snap["swept_day"]
         self.sealed = snap.get("sealed", -(2 ** 62))
         self._trend = {}
+        self._trend_of = None
         self._snap = None
         old_h = snap["half_life_ms"]
         if old_h != self.half_life_ms and self.at is not None:

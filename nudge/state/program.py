@@ -148,7 +148,7 @@ def compile_program(config: Config) -> Program:
         features=config.features,
         model=model,
         incentive=incentive,
-        recommendations=config.recommendations.enabled,
+        recommendations=config.recommending,
         dedup_window=config.events.dedup_window,
         by_segment={k: tuple(v) for k, v in by_segment.items()},
         by_kind={k: tuple(v) for k, v in by_kind.items()},

@@ -4,7 +4,8 @@ Templates per trigger live next to this module: `<trigger>/subject.txt.j2`,
 `preheader.txt.j2`, `body.html.j2` (extends `_layout.html.j2`) and `body.txt.j2`. Data is
 never template source: a first name of `{{ 7*7 }}` renders as those characters. HTML parts
 are autoescaped; subject and preheader lose control characters and line breaks so no
-header can be injected.
+header can be injected. Every link and image points to an allowed host (nudge/templates/
+links.py): checked on the way into the templates and again in what they rendered.
 
 `strict=True` (tests, `render.strict`) makes a missing variable an error naming the template;
 in production a missing variable renders empty and is logged once per template and name.
@@ -26,12 +27,14 @@ from jinja2.environment import TemplateModule
 from jinja2.runtime import Macro
 from jinja2.sandbox import SandboxedEnvironment
 
+from nudge.core import metrics
 from nudge.core.config import Config
 from nudge.core.errors import RenderError
 from nudge.core.ids import log_id
 from nudge.core.keyring import Keyring, load_keyring
 from nudge.core.records import CartLine, Decision, Email, EmailContext
 from nudge.core.tokens import Purpose, for_email, sign
+from nudge.templates.links import LinkPolicy, host_of, product_link
 
 log = logging.getLogger(__name__)
 
@@ -130,10 +133,13 @@ def with_utm(url: str, source: str, medium: str, campaign: str, content: str) ->
     return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
 
 
-@lru_cache(maxsize=65_536)
-def _web_url(url: str) -> str:
-    """The URL if it is http(s), else "" (an image source never runs script)."""
-    return url if urlsplit(url).scheme in ("http", "https") else ""
+def link_policy(config: Config) -> LinkPolicy:
+    """render.link_hosts (default: the shop's host), plus the hosts of the operator's own
+    shop and unsubscribe URLs."""
+    r = config.render
+    hosts = set(r.link_hosts or (host_of(r.shop_url),))
+    hosts.update(h for h in (host_of(r.shop_url), host_of(r.unsubscribe_url)) if h)
+    return LinkPolicy(hosts, r.shop_url)
 
 
 def _money(value: float, currency: str) -> str:
@@ -160,14 +166,19 @@ class Renderer:
         # never parsed as HTML, and data is never template source, so they stay inert.
         self.text_env = self.env.overlay(autoescape=False)
         self.from_addr = formataddr((config.render.from_name, config.render.from_email))
+        self.links = link_policy(config)
         self._templates: dict[tuple[bool, str], jinja2.Template] = {}
         self._strings: dict[str, jinja2.Template] = {}
 
-    def _variables(self, decision: Decision, ctx: EmailContext) -> dict[str, Any]:
+    def _variables(self, decision: Decision, ctx: EmailContext,
+                   replaced: list[int]) -> dict[str, Any]:
+        """The template variables. Every URL in them passed the link policy; `replaced`
+        counts [links, images] that did not."""
         r = self.config.render
         campaign, content = decision.trigger, f"stage-{decision.stage}"
         if decision.variant:
             content += f"-{decision.variant}"
+        allowed = self.links.allowed
 
         tracking = self.config.tracking
         lifetime = self.config.secrets.tracking_lifetime
@@ -178,16 +189,27 @@ class Renderer:
                 decision.stage, decision.variant, due=decision.due, lifetime=lifetime, url=url))
 
         def link(url: str) -> str:
+            if not allowed(url):
+                replaced[0] += 1
+                url = r.shop_url
             url = with_utm(url, r.utm_source, r.utm_medium, campaign, content)
             if tracking.enabled:  # through nudge serve's /c/, which redirects only to `url`
                 return f"{tracking.base_url}/c/{tracked('click', url)}"
             return url
 
+        def image(url: str) -> str:
+            if not url:
+                return ""
+            if not allowed(url):
+                replaced[1] += 1
+                return ""
+            return url
+
         def line(item: CartLine) -> dict[str, Any]:
-            return {"name": item.name, "image_url": _web_url(item.image_url),
+            return {"name": item.name, "image_url": image(item.image_url),
                     "quantity": item.quantity, "price": _money(item.price, r.currency),
                     "total": _money(item.price * item.quantity, r.currency),
-                    "link": link(item.url or f"{r.shop_url}/p/{item.product_id}"),
+                    "link": link(item.url or product_link(r.shop_url, item.product_id)),
                     "category": item.category}
 
         token = sign(self.keyring, for_email(
@@ -252,7 +274,8 @@ class Renderer:
             raise RenderError(f"decision {decision.trigger} stage {decision.stage} for "
                               f"customer {log_id(decision.customer_id)} has no email context")
         who = log_id(decision.customer_id)
-        variables = self._variables(decision, ctx)
+        replaced = [0, 0]
+        variables = self._variables(decision, ctx, replaced)
         base = decision.template or decision.trigger
         if decision.subject:  # an experiment's subject line (operator-written template)
             subject = one_line(self._render_string(decision.subject, variables, who))
@@ -263,8 +286,17 @@ class Renderer:
                                           who))
         variables["subject"] = subject
         variables["preheader"] = preheader
-        html = self._render(self.env, f"{base}/body.html.j2", variables, who)
-        text = self._render(self.text_env, f"{base}/body.txt.j2", variables, who)
+        html, in_html = self.links.sanitise_html(
+            self._render(self.env, f"{base}/body.html.j2", variables, who))
+        text, in_text = self.links.sanitise_text(
+            self._render(self.text_env, f"{base}/body.txt.j2", variables, who))
+        if replaced[0] or replaced[1] or in_html or in_text:
+            # Data on other hosts (replaced above), or a template's own link (here).
+            if replaced[0] + in_html + in_text:
+                metrics.LINKS_REPLACED.labels(decision.trigger, "link").inc(
+                    replaced[0] + in_html + in_text)
+            if replaced[1]:
+                metrics.LINKS_REPLACED.labels(decision.trigger, "image").inc(replaced[1])
         r = self.config.render
         unsubscribe = variables["unsubscribe_url"]
         headers: list[tuple[str, str]] = [
@@ -291,24 +323,25 @@ class Renderer:
             headers=tuple(headers),
             tags=(decision.trigger, f"stage-{decision.stage}",
                   *((f"variant-{decision.variant}",) if decision.variant else ())),
+            links_replaced=replaced[0] + replaced[1] + in_html + in_text,
         )
 
 
 _SHIRT = CartLine("sku-0042", "Linen Shirt", 49.0, 1, "apparel",
-                  "https://picsum.photos/seed/shirt/160/160", "https://shop.example/p/sku-0042")
+                  "https://shop.example/img/sku-0042.jpg", "https://shop.example/p/sku-0042")
 _POUR_OVER = CartLine("sku-0107", "Ceramic Pour-Over Set", 34.5, 2, "kitchen",
-                      "https://picsum.photos/seed/pourover/160/160",
+                      "https://shop.example/img/sku-0107.jpg",
                       "https://shop.example/p/sku-0107")
 SAMPLE = EmailContext(
     email="ann.lee@example.com", first_name="Ann", last_name="Lee", timezone="Europe/Berlin",
     cart=(_SHIRT, _POUR_OVER), cart_value=118.0, recent=("sku-0042", "sku-0031"),
     preferred_category="apparel", segments=("browse_intent",), lifecycle="active",
     viewed=(_SHIRT, CartLine("sku-0031", "Canvas Tote", 29.0, 1, "apparel",
-                             "https://picsum.photos/seed/tote/160/160",
+                             "https://shop.example/img/sku-0031.jpg",
                              "https://shop.example/p/sku-0031")),
     recommendations=tuple(
         CartLine(f"sku-01{n}", name, price, 1, "apparel",
-                 f"https://picsum.photos/seed/{seed}/160/160", f"https://shop.example/p/sku-01{n}")
+                 f"https://shop.example/img/sku-01{n}.jpg", f"https://shop.example/p/sku-01{n}")
         for n, name, price, seed in ((10, "Wool Scarf", 39.0, "scarf"),
                                      (11, "Leather Belt", 45.0, "belt"),
                                      (12, "Cotton Socks (3)", 15.0, "socks"))),
