@@ -4,9 +4,10 @@ Event data and catalog data may carry any URL. Before anything reaches a templat
 renderer passes every URL through a LinkPolicy (`link`, `image`); after rendering, every
 `href` and `src` attribute of the HTML part and every URL of the text part is checked
 again (`sanitise_html`, `sanitise_text`), so a template cannot put a link on another host
-either, whoever wrote it. A link on another host becomes the shop link; an image on
-another host is left out. Each is counted (the Email's `links_replaced`, the metric
-`nudge_links_replaced_total`).
+either, whoever wrote it. A URL written as text in a product's name ("visit https://...")
+is replaced too (`clean`), since mail clients make links of those. A link on another host
+becomes the shop link; an image on another host is left out. Each is counted (the Email's
+`links_replaced`, the metric `nudge_links_replaced_total`).
 
 Allowed: http(s) URLs whose host is in `render.link_hosts` (default: the host of
 `render.shop_url`), plus the hosts of shop_url and unsubscribe_url themselves (operator
@@ -33,8 +34,6 @@ from collections.abc import Iterable
 from urllib.parse import quote, urlsplit
 
 _UNSAFE = re.compile(r"[\x00-\x20\x7f\\\u0080-\u009f\u2028\u2029]")
-_ATTR = re.compile(r"""(\b(?:href|src)\s*=\s*)(["'])(.*?)\2""", re.IGNORECASE | re.DOTALL)
-_TEXT_URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s<>\"']+")
 _CACHE_MAX = 65_536
 
 
@@ -62,6 +61,18 @@ class LinkPolicy:
         self.hosts = frozenset(h.lower() for h in hosts if h)
         self.shop_url = shop_url
         self._seen: dict[str, bool] = {}
+        self._seen_escaped: dict[str, bool] = {}
+
+    def allowed_escaped(self, value: str) -> bool:
+        """`allowed` of an HTML-escaped value (an attribute's, or text's), cached as written:
+        the same product links recur email after email."""
+        ok = self._seen_escaped.get(value)
+        if ok is None:
+            ok = self.allowed(html.unescape(value))
+            if len(self._seen_escaped) >= _CACHE_MAX:
+                self._seen_escaped.clear()
+            self._seen_escaped[value] = ok
+        return ok
 
     def allowed(self, url: str) -> bool:
         ok = self._seen.get(url)
@@ -88,34 +99,99 @@ class LinkPolicy:
         return host.lower() in self.hosts
 
     def sanitise_html(self, text: str) -> tuple[str, int]:
-        """`href` and `src` attributes on other hosts -> the shop link / nothing, counted.
-        Attribute values are HTML-escaped: compared unescaped. `mailto:` links stay."""
+        """`href` and `src` attribute values on other hosts -> the shop link / nothing,
+        counted. Values are HTML-escaped: compared unescaped. `mailto:` links stay."""
         replaced = 0
-
-        def attr(m: re.Match[str]) -> str:
-            nonlocal replaced
-            value = html.unescape(m.group(3))
-            if self.allowed(value) or (value.startswith("mailto:")
-                                       and not _UNSAFE.search(value)):
-                return m.group(0)
+        pieces: list[str] = []
+        at = 0
+        shop = html.escape(self.shop_url, quote=True)
+        for start, end, is_src in _attributes(text):
+            raw = text[start:end]
+            if self.allowed_escaped(raw):
+                continue
+            value = html.unescape(raw)
+            if value.startswith("mailto:") and not _UNSAFE.search(value):
+                continue
             replaced += 1
-            is_src = m.group(1).lstrip().lower().startswith("src")
-            new = "" if is_src else html.escape(self.shop_url, quote=True)
-            return f"{m.group(1)}{m.group(2)}{new}{m.group(2)}"
-
-        out = _ATTR.sub(attr, text)
-        return out, replaced
+            pieces.append(text[at:start])
+            pieces.append("" if is_src else shop)
+            at = end
+        if pieces:
+            pieces.append(text[at:])
+            text = "".join(pieces)
+        return text, replaced
 
     def sanitise_text(self, text: str) -> tuple[str, int]:
         """URLs on other hosts in a plain-text part (mail clients make them links)."""
+        return self._urls(text, self.shop_url, escaped=False)
+
+    def clean(self, text: str) -> tuple[str, int]:
+        """Data shown as text (a product's name) without URLs on other hosts."""
+        if "://" not in text:
+            return text, 0
+        return self._urls(text, self.shop_url, escaped=False)
+
+    def _urls(self, text: str, shop: str, *, escaped: bool) -> tuple[str, int]:
+        """Every `scheme://...` in `text` on another host -> `shop`. A scan for "://" (str.find)
+        rather than a regex: a pattern that starts with the scheme tries every position."""
+        i = text.find("://")
+        if i < 0:
+            return text, 0
+        pieces: list[str] = []
+        at = 0
         replaced = 0
+        while i >= 0:
+            start = i
+            while start > 0 and text[start - 1] in _SCHEME_CHARS:
+                start -= 1
+            end = _TAIL.match(text, i + 3).end()  # type: ignore[union-attr]
+            value = text[start:end]
+            if start < i and start >= at and not (
+                    self.allowed_escaped(value) if escaped else self.allowed(value)):
+                pieces.append(text[at:start])
+                pieces.append(shop)
+                at = end
+                replaced += 1
+            i = text.find("://", end)
+        if not pieces:
+            return text, 0
+        pieces.append(text[at:])
+        return "".join(pieces), replaced
 
-        def url(m: re.Match[str]) -> str:
-            nonlocal replaced
-            value = m.group(0)
-            if self.allowed(value):
-                return value
-            replaced += 1
-            return self.shop_url
 
-        return _TEXT_URL.sub(url, text), replaced
+_SCHEME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-")
+_TAIL = re.compile(r"[^\s<>\"'()]*")
+_UNQUOTED = re.compile(r"[^\s>]*")
+_NAME_BEFORE = frozenset(" \t\r\n\f/\"'")
+
+
+def _attributes(text: str) -> list[tuple[int, int, bool]]:
+    """(value start, value end, is src) of every href and src attribute, in order."""
+    low = text.lower()
+    found: list[tuple[int, int, bool]] = []
+    n = len(text)
+    for name, is_src in (("href", False), ("src", True)):
+        i = low.find(name)
+        while i >= 0:
+            j = i + len(name)
+            nxt = low.find(name, j)
+            if i == 0 or low[i - 1] not in _NAME_BEFORE:
+                i = nxt
+                continue
+            while j < n and low[j] in " \t\r\n\f":
+                j += 1
+            if j >= n or low[j] != "=":
+                i = nxt
+                continue
+            j += 1
+            while j < n and low[j] in " \t\r\n\f":
+                j += 1
+            if j < n and text[j] in "\"'":
+                end = text.find(text[j], j + 1)
+                start, end = j + 1, (n if end < 0 else end)
+            else:
+                start, end = j, _UNQUOTED.match(text, j).end()  # type: ignore[union-attr]
+            found.append((start, end, is_src))
+            i = low.find(name, end)
+    found.sort()
+    return found

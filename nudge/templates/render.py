@@ -206,7 +206,11 @@ class Renderer:
             return url
 
         def line(item: CartLine) -> dict[str, Any]:
-            return {"name": item.name, "image_url": image(item.image_url),
+            name = item.name
+            if "://" in name:  # mail clients make links of URLs in text
+                name, n = self.links.clean(name)
+                replaced[0] += n
+            return {"name": name, "image_url": image(item.image_url),
                     "quantity": item.quantity, "price": _money(item.price, r.currency),
                     "total": _money(item.price * item.quantity, r.currency),
                     "link": link(item.url or product_link(r.shop_url, item.product_id)),
