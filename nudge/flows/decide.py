@@ -28,10 +28,12 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
+import logging
 from typing import Any
 
 from bytewax.operators import StatefulBatchLogic
 
+from nudge.core import metrics
 from nudge.core.journeyconfig import RecommendConfig
 from nudge.core.records import OUTCOME_SENT, CartLine, Decision, ShardMark
 from nudge.flows.catalog import CatalogChunk
@@ -39,6 +41,7 @@ from nudge.scoring.catalog import DEFAULT_MAX_PRODUCTS, Catalog, CatalogEntry
 from nudge.scoring.itemstats import ItemDelta
 from nudge.scoring.recommend import ItemModel
 
+log = logging.getLogger(__name__)
 DECIDE_KEY = "decide"
 MAX_VIEWED = 4  # viewed products an email shows
 
@@ -226,7 +229,14 @@ class DecideLogic(StatefulBatchLogic[Any, Decision, dict[str, Any]]):
                                max_products=max_products)
 
     def on_batch(self, values: list[Any]) -> tuple[list[Decision], bool]:
-        return self.decider.feed(values), False
+        cat = self.decider.catalog
+        refused = cat.refused if cat is not None else 0
+        out = self.decider.feed(values)
+        if cat is not None and cat.refused != refused:
+            metrics.CATALOG_REFUSED.inc(cat.refused - refused)
+            log.warning("catalog full (catalog.max_products = %d): %d updates of new products "
+                        "refused so far", cat.max_products, cat.refused)
+        return out, False
 
     def on_eof(self) -> tuple[list[Decision], bool]:
         # Inputs ended: nothing can still arrive below any pending decision's due time.
