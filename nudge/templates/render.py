@@ -135,10 +135,13 @@ def with_utm(url: str, source: str, medium: str, campaign: str, content: str) ->
 
 def link_policy(config: Config) -> LinkPolicy:
     """render.link_hosts (default: the shop's host), plus the hosts of the operator's own
-    shop and unsubscribe URLs."""
+    shop and unsubscribe URLs, and of the tracking links when tracking is on."""
     r = config.render
     hosts = set(r.link_hosts or (host_of(r.shop_url),))
-    hosts.update(h for h in (host_of(r.shop_url), host_of(r.unsubscribe_url)) if h)
+    own = [r.shop_url, r.unsubscribe_url]
+    if config.tracking.enabled:
+        own.append(config.tracking.base_url)
+    hosts.update(h for h in map(host_of, own) if h)
     return LinkPolicy(hosts, r.shop_url)
 
 
