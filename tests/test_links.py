@@ -67,11 +67,12 @@ def urls(mail_html: str, text: str) -> list[str]:
 
 
 @pytest.mark.parametrize("config", [Config(), load_text(
-    '[render]\nlink_hosts = ["shop.example", "cdn.shop.example"]')])
+    '[render]\nlink_hosts = ["shop.example", "cdn.shop.example"]'), load_text(
+    '[tracking]\nenabled = true')])
 def test_every_template_links_only_to_allowed_hosts(config: Config) -> None:
     renderer = Renderer(config, strict=True)
     allowed = {"shop.example", "cdn.shop.example"} if config.render.link_hosts else \
-        {"shop.example"}
+        {"shop.example", "t.shop.example"} if config.tracking.enabled else {"shop.example"}
     ds = decisions()
     assert {d.trigger for d in ds} == {"cart_abandonment", "browse_abandonment",
                                        "post_purchase", "win_back", "welcome"}
