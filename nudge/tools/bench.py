@@ -11,6 +11,7 @@ Prints a report: events/s for
     with rendering and the outbox,
   - Kafka end to end (tansu broker on loopback, bounded read, emails to a topic): a raw
     consume+parse baseline and the real dataflow,
+and `nudge serve` driven by a load generator (nudge/tools/servebench.py, which runs alone too),
 with decisions, emails, segment changes and the propensity model's progressive ROC AUC and
 log loss of each run, and peak RSS per customer (each run is a child process, so its peak
 RSS is its own). Numbers are printed, never asserted: this is not a test.
@@ -391,6 +392,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--customers", type=int, default=100_000)
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--skip-kafka", action="store_true")
+    ap.add_argument("--skip-serve", action="store_true",
+                    help="leave out nudge serve (nudge/tools/servebench.py)")
     args = ap.parse_args(argv)
 
     DATA.mkdir(parents=True, exist_ok=True)
@@ -446,6 +449,9 @@ def main(argv: list[str] | None = None) -> int:
                 _details(k)
         finally:
             proc.kill()
+    if not args.skip_serve:
+        # its own process: it starts the service, the flow and a broker of its own
+        subprocess.run([sys.executable, "-m", "nudge.tools.servebench"], check=False)
     return 0
 
 
