@@ -6,7 +6,9 @@ hours, some add to cart, some remove, some buy at once, most abandon and a few c
 later and buy. Identify calls carry names (non-ASCII included), timezones and consent.
 Some customers are returning ones: their identify and one to three orders lie 60 to 200
 days before the period (lapsed customers for the win-back journey), and some of them come
-back. Customers who consented open and click emails now and then (engagement).
+back. Shoppers answer the emails the demo config sends them (nudge/app/respond.py): they
+open, click and buy at the rates published benchmarks report, more when their features
+show intent, so the emails have a real, modest lift over the holdout.
 
     python -m nudge.app.sample OUT.jsonl --customers 1500 --days 7 --seed 7 --bad-ratio 0.003
 """
@@ -25,6 +27,7 @@ from typing import IO, Any
 
 import orjson
 
+from nudge.app.respond import Responder, demo_program
 from nudge.core.timefmt import DAY, HOUR, MINUTE, SECOND, parse_iso, to_iso
 
 CATEGORIES = {
@@ -130,9 +133,11 @@ def _history(rng: random.Random, cid: str, start: int) -> list[tuple[int, dict[s
 
 def _customer_events(rng: random.Random, cid: str, start: int, end: int,
                      anonymous: bool, sessions_mean: float = 2.2, *,
-                     returning: bool = False) -> list[tuple[int, dict[str, Any]]]:
-    """One customer's history as (time, event) pairs, in time order."""
-    out: list[tuple[int, dict[str, Any]]] = []
+                     returning: bool = False, responder: Responder | None = None,
+                     ) -> list[tuple[int, dict[str, Any]]]:
+    """One customer's history as (time, event) pairs. With a responder, the customer also
+    answers the emails the flow sends them (nudge/app/respond.py)."""
+    out = _Timeline(responder)
     zone = rng.choice(ZONES)
     offset = ZONE_OFFSET_H.get(zone, 1) * HOUR
     ident = {"anonymousId": cid} if anonymous else {"userId": cid}
@@ -150,12 +155,15 @@ def _customer_events(rng: random.Random, cid: str, start: int, end: int,
             t += (8 - local_hour) * HOUR + rng.randint(0, 3 * HOUR)
         if t >= end:
             break
+        if out.bought_since(t):
+            cart = {}  # an email's answer bought it
         if not anonymous and not identified:
             identified = True
             traits = _traits(rng, cid, first, zone)
             consent = traits["marketing_consent"] and "email" in traits
             out.append((t, {"type": "identify", **ident, "traits": traits}))
-        if consent and rng.random() < 0.35:  # opened one of the shop's emails, maybe clicked
+        if responder is None and consent and rng.random() < 0.35:
+            # without a responder: opened one of the shop's emails now and then
             t += rng.randint(1 * MINUTE, 30 * MINUTE)
             out.append((t, {"type": "track", "event": "Email Opened", **ident,
                             "properties": {"email_subject": "From the shop"}}))
@@ -196,17 +204,51 @@ def _customer_events(rng: random.Random, cid: str, start: int, end: int,
                 t += rng.randint(1 * MINUTE, 10 * MINUTE)
                 out.append((t, _order(rng, ident, products, value)))
                 cart = {}
-            elif r < 0.40:  # comes back within hours and buys
+            elif r < 0.30 + (0.10 if responder is None else 0.70 * responder.comeback(t)):
+                # comes back within hours and buys, unless an email's answer bought it first
                 t2 = t + rng.randint(2 * HOUR, 30 * HOUR)
                 if t2 < end:
-                    out.append((t2, _order(rng, ident, products, value)))
+                    if not out.bought_since(t2):
+                        out.append((t2, _order(rng, ident, products, value)))
                     t = t2
                     cart = {}
         if rng.random() < 0.005 and not anonymous:
             out.append((t + MINUTE, {"type": "track", "event": "Unsubscribed", **ident,
                                      "properties": {}}))
         t += int(rng.expovariate(1 / (2 * DAY)))
-    return [(ts, ev) for ts, ev in out if ts < end]
+    return [(ts, ev) for ts, ev in out.done(end) if ts < end]
+
+
+class _Timeline(list[tuple[int, dict[str, Any]]]):
+    """A customer's events; with a responder, each also goes to it, in time order, and its
+    answers to the emails join the events at the end."""
+
+    def __init__(self, responder: Responder | None) -> None:
+        super().__init__()
+        self.responder = responder
+        self.seen_order = 0
+
+    def append(self, item: tuple[int, dict[str, Any]]) -> None:
+        super().append(item)
+        if self.responder is not None:
+            self.responder.event(*item)
+
+    def bought_since(self, t: int) -> bool:
+        """An answer to an email placed an order before `t` that was not seen yet."""
+        r = self.responder
+        if r is None:
+            return False
+        r.until(t)
+        if r.ordered_at > self.seen_order:
+            self.seen_order = r.ordered_at
+            return True
+        return False
+
+    def done(self, end: int) -> list[tuple[int, dict[str, Any]]]:
+        if self.responder is None:
+            return list(self)
+        self.responder.until(end)
+        return [*self, *self.responder.answers]
 
 
 def _order(rng: random.Random, ident: dict[str, str], products: list[dict[str, Any]],
@@ -251,10 +293,12 @@ def iter_events(*, customers: int, days: float = 7, seed: int = 7,
                 start: str = "2026-10-05T00:00:00Z", bad_ratio: float = 0.0,
                 anonymous_share: float = 0.05, duplicate_ratio: float = 0.002,
                 sessions_mean: float = 2.2, returning_share: float = 0.15,
-                comeback_share: float = 0.3,
+                comeback_share: float = 0.3, respond: bool = False,
                 stats: Counter[str] | None = None) -> Iterator[bytes]:
     """Lines in time order. Memory stays small: customers are generated lazily as their
-    first event comes due and merged by time with a heap."""
+    first event comes due and merged by time with a heap. With `respond`, shoppers answer
+    the emails the demo config sends them (nudge/app/respond.py); without, they open and
+    click now and then, unrelated to any email (cheaper: the benchmark's streams)."""
     rng = random.Random(seed)
     t0 = parse_iso(start)
     end = t0 + int(days * DAY)
@@ -268,10 +312,13 @@ def iter_events(*, customers: int, days: float = 7, seed: int = 7,
     # arrival in the period is a comeback, for some of them.
     hrng = random.Random(seed * 7919 + 1)
     returning = {i for i in range(customers) if hrng.random() < returning_share}
+    histories: dict[int, list[tuple[int, dict[str, Any]]]] = {}
     for i in sorted(returning):
-        for ts, ev in _history(hrng, f"c{i:07d}", t0):
+        histories[i] = _history(hrng, f"c{i:07d}", t0)
+        for ts, ev in histories[i]:
             seq += 1
             heapq.heappush(heap, (ts, seq, i, ev))
+    program = demo_program() if respond else None
 
     def admit(until: int) -> None:
         nonlocal next_customer, seq
@@ -280,12 +327,26 @@ def iter_events(*, customers: int, days: float = 7, seed: int = 7,
             next_customer += 1
             crng = random.Random(rng.random())
             back = i in returning
+            responder = None
+            if program is not None:
+                # answers draw from their own generator: the shopping stays as it was
+                responder = Responder(program, f"c{i:07d}", random.Random(crng.random()),
+                                      CATALOGUE)
+                for ts, ev in histories.get(i, ()):
+                    responder.event(ts, ev)
             if back and crng.random() > comeback_share:
-                continue  # lapsed and stays away
+                if responder is not None:  # lapsed and stays away, but answers emails
+                    responder.until(end)
+                    for ts, ev in responder.answers:
+                        if ts < end:
+                            seq += 1
+                            heapq.heappush(heap, (ts, seq, i, ev))
+                continue
             anon = not back and crng.random() < anonymous_share
             cid = f"anon-{i:07d}" if anon else f"c{i:07d}"
             for ts, ev in _customer_events(crng, cid, arrivals[i], end, anon, sessions_mean,
-                                           returning=back):
+                                           returning=back,
+                                           responder=None if anon else responder):
                 seq += 1
                 heapq.heappush(heap, (ts, seq, i, ev))
 
@@ -318,11 +379,12 @@ def iter_events(*, customers: int, days: float = 7, seed: int = 7,
 
 def generate(out: Path | IO[bytes], *, customers: int, days: float = 7, seed: int = 7,
              start: str = "2026-10-05T00:00:00Z", bad_ratio: float = 0.0,
-             anonymous_share: float = 0.05, duplicate_ratio: float = 0.002) -> SampleStats:
+             anonymous_share: float = 0.05, duplicate_ratio: float = 0.002,
+             respond: bool = True) -> SampleStats:
     counts: Counter[str] = Counter()
     lines = iter_events(customers=customers, days=days, seed=seed, start=start,
                         bad_ratio=bad_ratio, anonymous_share=anonymous_share,
-                        duplicate_ratio=duplicate_ratio, stats=counts)
+                        duplicate_ratio=duplicate_ratio, respond=respond, stats=counts)
     if isinstance(out, Path):
         if out.suffix == ".gz":
             import gzip
