@@ -105,6 +105,8 @@ def test_collector_refuses_what_it_cannot_store(broker: Broker, tmp_path: Path) 
         assert httpx.post(f"{url}/v1/track", json=event, auth=("wrong", "")).status_code == 401
         ok = httpx.post(f"{url}/v1/track", json=event, auth=(WRITE_KEY, ""))
         assert (ok.status_code, ok.json()) == (200, {"success": True})
+        in_body = httpx.post(f"{url}/v1/track", json={**event, "writeKey": WRITE_KEY})
+        assert in_body.status_code == 200  # older SDKs send the key in the body
         body = gzip.compress(orjson.dumps({"batch": [{**event, "type": "track"}]}))
         ok = httpx.post(f"{url}/v1/b", content=body, auth=(WRITE_KEY, ""),
                         headers={"Content-Encoding": "gzip",
@@ -124,7 +126,8 @@ def test_collector_refuses_what_it_cannot_store(broker: Broker, tmp_path: Path) 
         assert 'nudge_serve_messages_total{outcome="rejected",reason="unknown_event"} 1.0' \
             in metrics
     values = [orjson.loads(v) for *_, v, _ in broker.consume_all(topic)]
-    assert len(values) == 2 and all(v["userId"] == "c1" for v in values)
+    assert len(values) == 3 and all(v["userId"] == "c1" for v in values)
+    assert not any("writeKey" in v for v in values)
 
 
 def test_sigterm_under_load_loses_nothing_answered(broker: Broker, tmp_path: Path) -> None:

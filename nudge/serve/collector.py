@@ -152,6 +152,8 @@ class Collector:
             raise InputError("not_an_object", "a message must be a JSON object")
         if shared:
             item = {**shared, **item}
+        if "writeKey" in item:  # a credential, not event data: it never reaches the topic
+            item = {k: v for k, v in item.items() if k != "writeKey"}
         kind = item.get("type")
         if kind not in TYPES:
             raise InputError("unknown_type", f"type {kind!r:.40} is not one of "
