@@ -10,6 +10,7 @@ from typing import Any
 
 from nudge.core.config import Config
 from nudge.core.records import DeadLetter, Decision, Outcome, SegmentChange, ShardMark
+from nudge.flows.addresses import AddressShard, to_addresses, via_addresses
 from nudge.flows.catalog import CatalogParseLogic
 from nudge.flows.decide import Decider
 from nudge.flows.parse import ParseLogic
@@ -27,8 +28,9 @@ class Pipeline:
         self.parse = [ParseLogic(self.config.events, None, clock=lambda: 1.9e9)
                       for _ in range(n_parts)]
         self.shards = [Shard(i, self.program) for i in range(self.config.shards)]
+        self.addresses = [AddressShard(self.config.shards) for _ in range(self.config.shards)]
         cat = self.config.catalog
-        self.decider = Decider(self.config.shards, self.config.recommendations,
+        self.decider = Decider(2 * self.config.shards, self.config.recommendations,
                                catalog=cat.enabled, max_products=cat.max_products)
         self.catalog_parse: dict[str, CatalogParseLogic] = {}
         self.decisions: list[Decision] = []
@@ -78,13 +80,19 @@ class Pipeline:
             for _key, sc in route((pc.part, pc), self.config.shards):
                 items = self.shards[sc.shard].process([sc])
                 to_decide: list[Any] = []
+                to_check: dict[int, list[Any]] = {}
                 for item in items:
                     if isinstance(item, SegmentChange):
                         self.segments.append(item)
                     elif isinstance(item, Outcome):
                         self.outcomes.append(item)
-                    elif isinstance(item, (Decision, ShardMark, ItemDelta)):
+                    elif isinstance(item, (Decision, ShardMark, ItemDelta)) and \
+                            not (isinstance(item, Decision) and via_addresses(item)):
                         to_decide.append(item)
+                    for _, (a, x) in to_addresses(("", item), self.config.shards):
+                        to_check.setdefault(a, []).append((a, x))
+                for a, batch in sorted(to_check.items()):
+                    to_decide.extend(self.addresses[a].feed(batch))
                 out.extend(self.decider.feed(to_decide))
         self.decisions.extend(out)
         return out

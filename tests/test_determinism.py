@@ -17,7 +17,13 @@ from nudge.core.timefmt import HOUR
 from tests.events import add, identify, order, remove, track, view
 from tests.harness import Pipeline, cart_stages
 
-ACTIONS = ["add", "add", "remove", "order", "view", "unsub", "identify"]
+ACTIONS = ["add", "add", "remove", "order", "view", "unsub", "identify", "subscribe",
+           "bounce"]
+
+
+def address_of(user: str) -> str:
+    """Every fifth shopper shares one address: consent held by the address crosses shards."""
+    return "shared@example.com" if int(user[1:]) % 5 == 0 else f"{user}@example.com"
 
 
 def shoppers(seed: int, customers: int, steps: int,
@@ -42,8 +48,13 @@ def shoppers(seed: int, customers: int, steps: int,
             raw = view(user, t, pid=pid)
         elif action == "unsub":
             raw = track("Unsubscribed", user, t)
+        elif action == "subscribe":
+            raw = track("Subscribed", user, t)
+        elif action == "bounce":
+            raw = track("Email Bounced", user, t, {
+                "email": address_of(user), "bounce_type": rng.choice(["soft", "soft", "hard"])})
         else:
-            raw = identify(user, t, consent=rng.random() < 0.8,
+            raw = identify(user, t, consent=rng.random() < 0.8, email=address_of(user),
                            tz=rng.choice([None, "Asia/Tokyo", "America/Denver"]))
         out.append((user, raw))
     return out

@@ -43,6 +43,11 @@ class Kind:
     EMAIL_OPENED: Final = 9
     EMAIL_CLICKED: Final = 10
     EMAIL_DELIVERED: Final = 11
+    # consent and erasure (nudge/state/consent.py); 11 went to EMAIL_DELIVERED first
+    EMAIL_BOUNCED: Final = 12
+    EMAIL_MARKED_SPAM: Final = 13
+    ERASURE_REQUESTED: Final = 14
+    SUBSCRIBED: Final = 15
 
 
 # Segment spec track event names (e-commerce v2, their v1 aliases, email events) -> Kind.
@@ -64,7 +69,14 @@ TRACK_NAMES: dict[str, int] = {
     "Email Opened": Kind.EMAIL_OPENED,
     "Email Link Clicked": Kind.EMAIL_CLICKED,
     "Email Delivered": Kind.EMAIL_DELIVERED,
+    "Subscribed": Kind.SUBSCRIBED,
+    "Email Bounced": Kind.EMAIL_BOUNCED,
+    "Email Marked as Spam": Kind.EMAIL_MARKED_SPAM,
+    "Erasure Requested": Kind.ERASURE_REQUESTED,
 }
+# The events that change consent or erase (README "Event contract"): read by the full path.
+CONSENT_KINDS: Final = frozenset((Kind.UNSUBSCRIBED, Kind.SUBSCRIBED, Kind.EMAIL_BOUNCED,
+                                  Kind.EMAIL_MARKED_SPAM, Kind.ERASURE_REQUESTED))
 EMAIL_KINDS: Final = frozenset((Kind.EMAIL_OPENED, Kind.EMAIL_CLICKED, Kind.EMAIL_DELIVERED))
 
 
@@ -135,6 +147,17 @@ class EmailRef(msgspec.Struct, frozen=True, gc=False):
     machine: bool = False
 
 
+class ConsentInfo(msgspec.Struct, frozen=True, gc=False):
+    """What a consent event says beyond its kind: the scope of an `Unsubscribed` or
+    `Subscribed` ("all" or a journey's name), the recipient address an ESP's `Email Bounced`
+    or `Email Marked as Spam` names (canonical, nudge/core/address.py), or the address an
+    `Erasure Requested` names besides the customer's own; a bounce's type."""
+
+    scope: str = "all"
+    address: str | None = None
+    bounce: str = ""  # "hard" | "soft" (Email Bounced only)
+
+
 class Event(msgspec.Struct, frozen=True, gc=False):
     """A validated shop event.
 
@@ -156,6 +179,7 @@ class Event(msgspec.Struct, frozen=True, gc=False):
     revenue: float = 0.0
     traits: Traits | None = None
     email: EmailRef | None = None  # engagement events that name their email
+    consent: ConsentInfo | None = None  # CONSENT_KINDS
 
     def at(self, ts: int) -> Event:
         """The same event with another effective time (a late event raised to the watermark)."""
@@ -370,6 +394,24 @@ class SegmentChange:
     segment: str
     change: str  # "entered" | "exited"
     at: int
+
+
+@dataclass(frozen=True, slots=True)
+class AddressChange:
+    """What a customer's event says about an address's consent, for the shard that owns the
+    address (nudge/state/consent.py): `action` is unsubscribe | opt_in | bounce | soft_bounce
+    | complaint | erase, at event time `at`, by `customer_id`; `scope` is "all" or a
+    journey's name ("*" for an opt-in that lifts every scope). `address` is normalised; the
+    address shard keeps only its digest."""
+
+    address: str
+    at: int
+    action: str
+    scope: str
+    customer_id: str
+
+    def sort_key(self) -> tuple[int, int, str]:
+        return (self.at, 0, self.customer_id)  # before the decisions of the same instant
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,7 +40,17 @@ import orjson
 from nudge.core.address import canonical
 from nudge.core.config import EventsConfig
 from nudge.core.errors import InputError
-from nudge.core.records import EMAIL_KINDS, TRACK_NAMES, EmailRef, Event, Kind, Product, Traits
+from nudge.core.records import (
+    CONSENT_KINDS,
+    EMAIL_KINDS,
+    TRACK_NAMES,
+    ConsentInfo,
+    EmailRef,
+    Event,
+    Kind,
+    Product,
+    Traits,
+)
 from nudge.flows.wire import (
     MAX_CATEGORY,
     MAX_ID,
@@ -180,8 +190,8 @@ def _fast(raw: bytes, limits: Limits, offset: int, part: int) -> Event | None:
     if kind in (Kind.CART_VIEWED, Kind.CHECKOUT_STARTED):
         return Event(ts, cid, offset, part, kind, mid,
                      _products_of(p.products) if p is not None else ())
-    if kind in EMAIL_KINDS:
-        return None  # the email they name: rare events, read by the full path
+    if kind in EMAIL_KINDS or kind in CONSENT_KINDS:
+        return None  # the email or scope they name: rare events, read by the full path
     return Event(ts, cid, offset, part, kind, mid)
 
 
@@ -333,6 +343,31 @@ def _email_ref(props: dict[str, Any], customer_id: str) -> EmailRef | None:
                     episode, machine)
 
 
+def _consent(props: dict[str, Any], kind: int) -> ConsentInfo:
+    """Scope, recipient address and bounce type of a consent event (README "Event
+    contract")."""
+    scope = _text(props, "scope", "properties", limit=MAX_ID)
+    if kind in (Kind.UNSUBSCRIBED, Kind.SUBSCRIBED):
+        if scope is not None and not scope.strip():
+            raise _fail("out_of_range", "properties.scope must be \"all\" or a journey's name")
+        return ConsentInfo(scope=scope or "all")
+    raw = _text(props, "email", "properties", limit=254,
+                required=kind in (Kind.EMAIL_BOUNCED, Kind.EMAIL_MARKED_SPAM))
+    address = None
+    if raw is not None:
+        address = canonical(raw.strip())
+        if address is None:
+            raise _fail("invalid_email", "properties.email is not a plain address (a dot-atom "
+                        "local part at a DNS domain name)")
+    bounce = ""
+    if kind == Kind.EMAIL_BOUNCED:
+        bounce = _text(props, "bounce_type", "properties", required=True, limit=16) or ""
+        if bounce not in ("hard", "soft"):
+            raise _fail("out_of_range",
+                        f"properties.bounce_type must be \"hard\" or \"soft\", got {bounce!r:.20}")
+    return ConsentInfo(address=address, bounce=bounce)
+
+
 def _timestamp(doc: dict[str, Any], limits: Limits) -> int:
     raw = doc.get("timestamp")
     if raw is None:
@@ -393,6 +428,8 @@ def _full(doc: dict[str, Any], limits: Limits, offset: int, part: int = 0) -> Ev
     if kind in EMAIL_KINDS:
         return Event(ts, customer_id, offset, part, kind, mkey,
                      email=_email_ref(props, customer_id))
+    if kind in CONSENT_KINDS:
+        return Event(ts, customer_id, offset, part, kind, mkey, consent=_consent(props, kind))
     return Event(ts, customer_id, offset, part, kind, mkey)
 
 

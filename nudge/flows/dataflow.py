@@ -36,6 +36,7 @@ from nudge.core.records import (
     SegmentChange,
     ShardMark,
 )
+from nudge.flows.addresses import AddressesLogic, to_addresses, via_addresses
 from nudge.flows.catalog import CatalogChunk, CatalogParseLogic
 from nudge.flows.customers import CustomersLogic
 from nudge.flows.decide import DECIDE_KEY, DecideLogic
@@ -150,8 +151,16 @@ def build_flow(config: Config, *, source: Source[Any] | None = None,
         "customers", routed, partial(CustomersLogic, program, bool(outputs.profiles)))
     # (shard key, Decision | ShardMark | ItemDelta | SegmentChange | Outcome | ProfileWrite)
     to_decide = op.filter_map("to_decide", shards, lambda item: (
-        (DECIDE_KEY, item[1]) if type(item[1]) in _FOR_DECIDE else None))
-    # ("decide", Decision | ShardMark | ItemDelta)
+        (DECIDE_KEY, item[1]) if type(item[1]) in _FOR_DECIDE
+        and not (type(item[1]) is Decision and via_addresses(item[1])) else None))
+    # ("decide", Decision (not sent) | ShardMark | ItemDelta)
+    to_check = op.flat_map("to_addresses", shards, partial(to_addresses, shards=config.shards))
+    # (address shard key, (n, AddressChange | Decision (sent) | ShardMark)), by address
+    checked = op.stateful_batch("addresses", to_check, partial(AddressesLogic, config.shards))
+    # (address shard key, Decision | ShardMark): sent, or suppressed for the address
+    to_decide = op.merge("decide_in", to_decide, op.map(
+        "from_addresses", checked, lambda item: (DECIDE_KEY, item[1])))
+    # ("decide", Decision | ShardMark | ItemDelta); marks of both steps (2 x shards)
     if config.catalog.enabled:
         feed = op.input("catalog_sources", flow, catalog or catalog_source(config))
         # (catalog partition key, RawChunk)
@@ -164,7 +173,7 @@ def build_flow(config: Config, *, source: Source[Any] | None = None,
                              op.map("catalog_to_decide", products, _for_decide))
         # ("decide", Decision | ShardMark | ItemDelta | CatalogChunk)
     decided = op.stateful_batch("decide", to_decide, partial(
-        DecideLogic, config.shards, config.recommendations, catalog=config.catalog.enabled,
+        DecideLogic, 2 * config.shards, config.recommendations, catalog=config.catalog.enabled,
         max_products=config.catalog.max_products))
     # ("decide", Decision), in (due, customer, trigger, stage) order
     decisions = op.map("decisions", decided, lambda item: item[1])

@@ -28,6 +28,7 @@ MAX_RECENT: Final = 8  # recently viewed products (recommendation seeds, co-view
 MAX_BOUGHT: Final = 20  # recently bought products (excluded from recommendations)
 MAX_DECISIONS: Final = 10  # recent decisions, for `nudge inspect`
 MAX_OUTCOMES: Final = 8  # sends and episodes waiting for their attribution window
+MAX_UNSUBS: Final = 64  # journeys unsubscribed from by name (more than any config has)
 
 # Counter series: day and hour buckets ([bucket, value, ...], nudge/state/windows.py).
 VIEWS: Final = "v:"  # + category: views per day
@@ -47,7 +48,8 @@ class Customer:
         "bought", "cart", "consent", "consent_at", "counters", "decisions", "email",
         "engagement", "first_name", "first_order", "first_seen", "journeys", "last_name",
         "last_order", "last_seen", "last_view", "order_gap", "orders", "outcomes", "recent",
-        "seg_due", "seg_next", "segments", "sends", "session", "spend", "timezone", "wake",
+        "seg_due", "seg_next", "segments", "sends", "session", "spend", "timezone", "unsubs",
+        "wake",
     )
 
     def __init__(self) -> None:
@@ -57,6 +59,8 @@ class Customer:
         self.timezone: str | None = None
         self.consent: bool | None = None  # None: never stated
         self.consent_at = 0
+        # journeys this customer unsubscribed from by name (`Unsubscribed` with a scope)
+        self.unsubs: list[str] | tuple[()] = ()
         # product_id -> [name, price, quantity, category, image_url, url]
         self.cart: dict[str, list[Any]] = {}
         self.first_seen = 0
@@ -103,7 +107,7 @@ def encode(c: Customer) -> bytes:
         c.decisions, c.email, c.engagement, c.first_name, c.first_order, c.first_seen,
         c.journeys, c.last_name, c.last_order, c.last_seen, c.last_view, c.order_gap,
         c.orders, c.outcomes, c.recent, c.seg_due, c.seg_next, c.segments, c.sends,
-        c.session, c.spend, c.timezone, c.wake])
+        c.session, c.spend, c.timezone, c.unsubs, c.wake])
 
 
 def decode(data: bytes) -> Customer:
@@ -114,7 +118,8 @@ def decode(data: bytes) -> Customer:
     (_, c.bought, c.cart, c.consent, c.consent_at, c.counters, c.decisions, c.email,
      c.engagement, c.first_name, c.first_order, c.first_seen, c.journeys, c.last_name,
      c.last_order, c.last_seen, c.last_view, c.order_gap, c.orders, c.outcomes, c.recent,
-     c.seg_due, c.seg_next, c.segments, c.sends, c.session, c.spend, c.timezone, c.wake) = v
+     c.seg_due, c.seg_next, c.segments, c.sends, c.session, c.spend, c.timezone, c.unsubs,
+     c.wake) = v
     return c
 
 
@@ -243,7 +248,26 @@ def apply_facts(c: Customer, ev: Event) -> None:
                 c.consent = t.marketing_consent
                 c.consent_at = ts
     elif kind == Kind.UNSUBSCRIBED:
-        c.consent = False
+        scope = ev.consent.scope if ev.consent is not None else "all"
+        if scope == "all":
+            c.consent = False
+            c.consent_at = ts
+        elif scope not in c.unsubs:
+            if len(c.unsubs) >= MAX_UNSUBS:  # bounded memory, and never a consent lost:
+                c.consent = False             # more scopes than journeys is "all"
+                c.consent_at = ts
+            else:
+                c.unsubs = [*c.unsubs, scope]
+    elif kind == Kind.SUBSCRIBED:
+        scope = ev.consent.scope if ev.consent is not None else "all"
+        if scope == "all":  # an explicit opt-in: to marketing and every journey
+            c.consent = True
+            c.consent_at = ts
+            c.unsubs = ()
+        elif scope in c.unsubs:
+            c.unsubs = [u for u in c.unsubs if u != scope]
+    elif kind == Kind.EMAIL_MARKED_SPAM:
+        c.consent = False  # a complaint withdraws consent, as an unsubscribe does
         c.consent_at = ts
     elif (kind == Kind.EMAIL_OPENED or kind == Kind.EMAIL_CLICKED) and (  # noqa: PLR1714
             ev.email is None or not ev.email.machine):  # a proxy or a scanner is no person

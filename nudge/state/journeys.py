@@ -173,7 +173,7 @@ def _reach_stage(c: Customer, cid: str, st: list[Any], j: Journey, ctx: Context,
     due = st[DUE]
     index = st[NEXT]
     stage = j.stages[index]
-    reason = consent_block(c)
+    reason = consent_block(c, j.name)
     quiet = program.quiet
     if reason is None and j.quiet_hours and quiet.enabled and not st[DEFERRED]:
         end = quiet_until(due, c.timezone or quiet.default_timezone, quiet)

@@ -56,9 +56,10 @@ def quiet_until(ts: int, timezone: str, quiet: QuietHoursConfig) -> int | None:
     return max(int(end_local.timestamp() * 1000), ts + 1)
 
 
-def consent_block(c: Customer) -> str | None:
-    """Why no marketing email may go to this customer now, or None. Opt-in is required."""
-    if c.consent is not True:
+def consent_block(c: Customer, trigger: str = "") -> str | None:
+    """Why no marketing email of journey `trigger` may go to this customer now, or None.
+    Opt-in is required, and no `Unsubscribed` scoped to the journey may stand."""
+    if c.consent is not True or (c.unsubs and trigger in c.unsubs):
         return NO_CONSENT
     if not c.email or canonical(c.email) is None:
         return NO_ADDRESS  # the second: parse accepts only such addresses; never "sent"

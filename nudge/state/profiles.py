@@ -53,11 +53,44 @@ class ProfileStore:
     def write(self, items: list[tuple[str, bytes]]) -> None:
         batch = WriteBatch()
         for key, value in items:
-            batch.put(key.encode(), value)
+            if value:
+                batch.put(key.encode(), value)
+            else:  # an erased customer (nudge/state/store.py)
+                batch.delete(key.encode())
         try:
             self._db.write(batch)
         except Exception as exc:
             raise ProfileError(f"profile view {self.path}: cannot write: {exc}") from None
+
+    def erase(self, keys: list[str]) -> int:
+        """Delete these customers' records and compact, so that their bytes leave the
+        files too (a RocksDB delete is a tombstone until compaction). Returns how many
+        were there."""
+        found = [k for k in keys if self.get(k) is not None]
+        self.write([(k, b"") for k in found])
+        try:
+            self._db.compact_range(None, None)
+        except Exception as exc:
+            raise ProfileError(f"profile view {self.path}: cannot compact: {exc}") from None
+        return len(found)
+
+    def customers_with_email(self, address: str) -> list[str]:
+        """The ids of the customers whose record has this address (normalised), by a scan
+        of the view: for `nudge erase --email`, not for the flow."""
+        from nudge.core.address import normalised
+        from nudge.state.customer import decode
+
+        wanted = normalised(address)
+        found = []
+        for key in self._db.keys():  # noqa: SIM118 - Rdict iterates items
+            if not isinstance(key, bytes) or key.startswith(SHARD_PREFIX.encode()):
+                continue
+            raw = self._db.get(key)
+            if isinstance(raw, bytes):
+                email = decode(raw).email
+                if email and normalised(email) == wanted:
+                    found.append(key.decode())
+        return found
 
     def get(self, key: str) -> bytes | None:
         value = self._db.get(key.encode())

@@ -29,7 +29,9 @@ import pickle
 from operator import attrgetter
 from typing import Any, Final
 
-from nudge.core.records import Event, ProfileWrite, ShardChunk, ShardMark
+from nudge.core.records import Event, Kind, ProfileWrite, ShardChunk, ShardMark
+from nudge.state import suppression
+from nudge.state.customer import Customer
 from nudge.state.dedup import MessageDedup
 from nudge.state.engagement import EngagementRanks
 from nudge.state.program import Program
@@ -59,7 +61,7 @@ class Shard:
         self.emitted: tuple[int | None, bool] | None = None
         self.profiles = profiles
         self.unpublished: list[tuple[str, bytes]] = []  # committed, not yet in the view
-        self.stats = {"events": 0, "duplicates": 0}
+        self.stats = {"events": 0, "duplicates": 0, "erased": 0}
         if resume is not None:
             self._restore(resume)
 
@@ -86,11 +88,12 @@ class Shard:
             if self.shared.items is not None:
                 out.extend(self.shared.items.flush(FOREVER if final else wm))
         o = self.shared.out
-        if o.decisions or o.segments or o.outcomes:
+        if o.decisions or o.segments or o.outcomes or o.addresses:
             out.extend(o.decisions)
             out.extend(o.segments)
             out.extend(o.outcomes)
-            o.decisions, o.segments, o.outcomes = [], [], []
+            out.extend(o.addresses)
+            o.decisions, o.segments, o.outcomes, o.addresses = [], [], [], []
         mark = self._mark()
         if mark is not None:
             out.append(mark)
@@ -128,6 +131,9 @@ class Shard:
             if timers and timers[0][0] < ev.ts:
                 self._fire(ev.ts, False)
             cid = ev.customer_id
+            if ev.kind == Kind.ERASURE_REQUESTED:
+                self._erase(cid, ev)
+                continue
             c = hot(cid)  # the usual case inline: a record in use (store.get_or_create)
             if c is None:
                 c = store.get_or_create(cid)
@@ -142,6 +148,18 @@ class Shard:
         self._fire(wm, final)
         self.stats["events"] += len(unique)
         self.stats["duplicates"] += len(ready) - len(unique)
+
+    def _erase(self, cid: str, ev: Event) -> None:
+        """An erasure: the record goes (its timers are skipped when they come up, the profile
+        view deletes it at the next commit); what stays is the suppression of its address,
+        kept as a digest by the address's shard (nudge/state/suppression.py)."""
+        c = self.store.peek(cid)
+        self.shared.out.addresses.extend(
+            suppression.changes(c if c is not None else Customer(), cid, ev, None))
+        if c is not None:
+            self.shared.ranks.replace(c.engagement, None)
+            self.store.erase(cid)
+            self.stats["erased"] += 1
 
     def _fire(self, until: int, inclusive: bool) -> None:
         """Run the timers due before `until` (or at it, if `inclusive`), in (time, customer)

@@ -15,7 +15,8 @@ from nudge.state.customer import Customer, decode, encode
 
 
 class CustomerStore:
-    __slots__ = ("committed", "count", "dirty", "hot", "idle", "keep_epochs", "last_commit")
+    __slots__ = ("committed", "count", "dirty", "erased", "hot", "idle", "keep_epochs",
+                 "last_commit")
 
     def __init__(self, committed: dict[str, bytes] | None = None, keep_epochs: int = 2) -> None:
         self.committed: dict[str, bytes] = committed if committed is not None else {}
@@ -25,6 +26,7 @@ class CustomerStore:
         self.keep_epochs = keep_epochs
         self.count = len(self.committed)  # customers, committed or not
         self.last_commit: list[tuple[str, bytes]] = []  # what the last commit() encoded
+        self.erased: list[str] = []  # erased since the last commit: b"" in last_commit
 
     def peek(self, customer_id: str) -> Customer | None:
         """The record for reading only (a change to it may be lost), or None."""
@@ -52,6 +54,19 @@ class CustomerStore:
             self.count += 1
         return c
 
+    def erase(self, customer_id: str) -> bool:
+        """Forget the customer's record (an erasure): True if there was one. The next
+        commit reports it with empty bytes, which the profile view deletes."""
+        had = customer_id in self
+        self.committed.pop(customer_id, None)
+        self.hot.pop(customer_id, None)
+        self.idle.pop(customer_id, None)
+        self.dirty.discard(customer_id)
+        if had:
+            self.count -= 1
+            self.erased.append(customer_id)
+        return had
+
     def __contains__(self, customer_id: str) -> bool:
         return customer_id in self.hot or customer_id in self.committed
 
@@ -67,6 +82,9 @@ class CustomerStore:
             written.append((cid, data))
             idle[cid] = 0
         self.dirty.clear()
+        if self.erased:
+            written.extend((cid, b"") for cid in self.erased if cid not in committed)
+            self.erased = []
         for cid in list(idle):
             n = idle[cid] + 1
             if n > self.keep_epochs:

@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nudge.core.records import (
+    CONSENT_KINDS,
     EMAIL_KINDS,
     OUTCOME_HOLDOUT,
     OUTCOME_SENT,
+    AddressChange,
     Decision,
     Event,
     Kind,
@@ -28,7 +30,7 @@ from nudge.core.records import (
 )
 from nudge.scoring.itemstats import ItemStatsBuilder
 from nudge.scoring.propensity import PropensityModel
-from nudge.state import attribution, engagement, journeys, segments
+from nudge.state import attribution, engagement, journeys, segments, suppression
 from nudge.state.customer import Customer, apply_facts
 from nudge.state.features import Context, Env, model_inputs
 from nudge.state.program import Program
@@ -39,6 +41,7 @@ class Out:
     decisions: list[Decision] = field(default_factory=list)
     segments: list[SegmentChange] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
+    addresses: list[AddressChange] = field(default_factory=list)  # nudge/state/suppression.py
 
 
 class Shared:
@@ -116,7 +119,14 @@ def apply(c: Customer, cid: str, ev: Event, shared: Shared) -> bool:
                 _engage(c, shared, "email_clicked", ts)
             if ref is not None:
                 attribution.engage(c, cid, kind, ts, ref, shared.out.outcomes)
-    apply_facts(c, ev)
+    if kind == Kind.IDENTIFY or kind in CONSENT_KINDS:
+        was = c.consent
+        apply_facts(c, ev)
+        found = suppression.changes(c, cid, ev, was)
+        if found:
+            shared.out.addresses.extend(found)
+    else:
+        apply_facts(c, ev)
     jk = program.journey_kinds
     moved = (jk is None or kind in jk) and journeys.on_event(c, ev, shared.env, program)
     if program.segments and not c.seg_due:
