@@ -98,7 +98,7 @@ def test_a_transport_refuses_a_recipient_that_parse_would_not_accept() -> None:
         with pytest.raises(PermanentDeliveryError):
             to_bytes(_email(address))
         with pytest.raises(PermanentDeliveryError):
-            SmtpTransport(SmtpConfig(host="127.0.0.1", port=9)).send(_email(address))
+            SmtpTransport(SmtpConfig(host="127.0.0.1", port=9, tls="none")).send(_email(address))
 
 
 # -- the hypothesis test: hostile pieces put together ----------------------------------------
@@ -167,7 +167,7 @@ def test_what_parse_accepts_is_exactly_what_to_and_rcpt_carry(
 
     handler, port = smtp
     before = len(handler.envelopes)
-    SmtpTransport(SmtpConfig(host="127.0.0.1", port=port)).send(_email(kept))
+    SmtpTransport(SmtpConfig(host="127.0.0.1", port=port, tls="none")).send(_email(kept))
     rcpts, content = handler.envelopes[before]
     assert rcpts == [kept]
     assert b"\nTo: " + kept.encode() + b"\r\n" in content

@@ -106,8 +106,10 @@ def test_invariants_hold(seed: int, cap: int, window_h: int, stages: tuple[int, 
         consent = None
         for ev in events:
             if ev.ts <= d.due:
-                if ev.kind == Kind.UNSUBSCRIBED:
+                if ev.kind in (Kind.UNSUBSCRIBED, Kind.EMAIL_MARKED_SPAM):
                     consent = False
+                elif ev.kind == Kind.SUBSCRIBED:
+                    consent = True
                 elif ev.kind == Kind.IDENTIFY and ev.traits and \
                         ev.traits.marketing_consent is not None:
                     consent = ev.traits.marketing_consent

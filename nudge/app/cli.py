@@ -306,6 +306,20 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_erase(args: argparse.Namespace) -> int:
+    from nudge.app.erase import erase
+
+    if bool(args.customer_id) == bool(args.email):
+        print("nudge erase: give a CUSTOMER_ID or --email ADDR (one of them)")
+        return 2
+    report = erase(_load(args), args.customer_id, args.email, kafka=not args.no_kafka)
+    if args.no_kafka:
+        for raw in report.events:
+            print(raw.decode())
+    print("\n".join(report.lines()), file=sys.stderr if args.no_kafka else sys.stdout)
+    return 1 if report.held else 0
+
+
 def cmd_model_report(args: argparse.Namespace) -> int:
     from nudge.app.inspection import format_model_report, model_report
 
@@ -458,6 +472,17 @@ def parser() -> argparse.ArgumentParser:
     ins.add_argument("--at", help="compute time-dependent features at this ISO-8601 time "
                                   "(default: the customer's last event)")
     ins.set_defaults(func=cmd_inspect)
+
+    er = with_config(sub.add_parser(
+        "erase", help="erase a customer (right to erasure): an Erasure Requested event for "
+                      "the flow, and the offline stores"))
+    er.add_argument("customer_id", nargs="?", help="the customer id (userId or anonymousId)")
+    er.add_argument("--email", help="erase every customer with this address (found in the "
+                                    "profile view) and suppress the address")
+    er.add_argument("--no-kafka", action="store_true",
+                    help="print the event(s) as JSON lines (to append to a replay file) "
+                         "instead of producing them to kafka.topic")
+    er.set_defaults(func=cmd_erase)
 
     model = sub.add_parser("model", help="the propensity model")
     model_sub = model.add_subparsers(dest="model_command", required=True)

@@ -13,11 +13,21 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from rocksdict import Rdict
+from rocksdict import BottommostLevelCompaction, CompactOptions, Rdict
 
 from nudge.core.errors import NudgeError
 
 SEP = "\x1f"
+
+
+
+def _purge() -> CompactOptions:
+    """A full compaction that rewrites the last level too: deleted values and the
+    tombstones that name their keys leave the files (an erasure)."""
+    opts = CompactOptions()
+    opts.set_bottommost_level_compaction(BottommostLevelCompaction.force())
+    opts.set_exclusive_manual_compaction(True)
+    return opts
 
 
 class LedgerError(NudgeError):
@@ -51,15 +61,24 @@ class Ledger:
         except Exception as exc:
             raise LedgerError(f"ledger {self.path}: cannot write: {exc}") from None
 
-    def erase_customer(self, customer_id: str) -> int:
+    def keys_of(self, customer_id: str) -> list[str]:
+        """The keys (customer, trigger, episode, stage) of one customer's emails."""
         prefix = (customer_id + SEP).encode()
-        doomed = []
+        found = []
         for k in self._db.keys(from_key=prefix):
             if not (isinstance(k, bytes) and k.startswith(prefix)):
                 break  # keys are sorted: past the prefix, nothing more of this customer
-            doomed.append(k)
+            found.append(k.decode())
+        return found
+
+    def erase_customer(self, customer_id: str) -> int:
+        """Delete one customer's entries (an erasure, nudge/app/erase.py) and compact, so
+        that their bytes leave the files too."""
+        doomed = self.keys_of(customer_id)
         for k in doomed:
-            del self._db[k]
+            del self._db[k.encode()]
+        if doomed:
+            self._db.compact_range(None, None, _purge())
         return len(doomed)
 
     def count(self) -> int:

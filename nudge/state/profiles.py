@@ -17,11 +17,27 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from rocksdict import AccessType, Rdict, WriteBatch
+from rocksdict import (
+    AccessType,
+    BottommostLevelCompaction,
+    CompactOptions,
+    Rdict,
+    WriteBatch,
+)
 
 from nudge.core.errors import NudgeError
 
 SHARD_PREFIX = "__shard__/"
+
+
+
+def _purge() -> CompactOptions:
+    """A full compaction that rewrites the last level too: deleted values and the
+    tombstones that name their keys leave the files (an erasure)."""
+    opts = CompactOptions()
+    opts.set_bottommost_level_compaction(BottommostLevelCompaction.force())
+    opts.set_exclusive_manual_compaction(True)
+    return opts
 
 
 class ProfileError(NudgeError):
@@ -69,7 +85,7 @@ class ProfileStore:
         found = [k for k in keys if self.get(k) is not None]
         self.write([(k, b"") for k in found])
         try:
-            self._db.compact_range(None, None)
+            self._db.compact_range(None, None, _purge())
         except Exception as exc:
             raise ProfileError(f"profile view {self.path}: cannot compact: {exc}") from None
         return len(found)

@@ -159,6 +159,9 @@ class Shard:
         if c is not None:
             self.shared.ranks.replace(c.engagement, None)
             self.store.erase(cid)
+            if c.wake:  # its timer entries would keep the id: rebuild the heap without them
+                self.timers[:] = [t for t in self.timers if t[1] != cid]  # in place: _run holds it
+                heapq.heapify(self.timers)
             self.stats["erased"] += 1
 
     def _fire(self, until: int, inclusive: bool) -> None:
