@@ -9,7 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 from nudge.core.config import Config
-from nudge.core.records import DeadLetter, Decision, Outcome, SegmentChange, ShardMark
+from nudge.core.records import (
+    OUTCOME_ERASED,
+    DeadLetter,
+    Decision,
+    Outcome,
+    SegmentChange,
+    ShardMark,
+)
 from nudge.flows.addresses import AddressShard, to_addresses, via_addresses
 from nudge.flows.catalog import CatalogParseLogic
 from nudge.flows.decide import Decider
@@ -94,6 +101,7 @@ class Pipeline:
                 for a, batch in sorted(to_check.items()):
                     to_decide.extend(self.addresses[a].feed(batch))
                 out.extend(self.decider.feed(to_decide))
+        out = [d for d in out if d.outcome != OUTCOME_ERASED]  # the ledger's, not the log's
         self.decisions.extend(out)
         return out
 

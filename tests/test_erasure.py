@@ -13,8 +13,10 @@ from bytewax.testing import run_main
 from nudge.app.erase import erase
 from nudge.core import config as config_mod
 from nudge.core.config import Config
+from nudge.delivery.ledger import Ledger
 from nudge.flows.dataflow import build_flow
 from nudge.sources.files import JsonlSource
+from nudge.state.profiles import ProfileStore
 from tests.events import add, identify, product, track
 from tests.flowtools import write_config
 from tests.harness import Pipeline
@@ -83,9 +85,15 @@ def test_after_the_event_and_nudge_erase_no_store_holds_her_personal_data(
              epoch_interval=timedelta(milliseconds=50))
     decisions = (out / "decisions.jsonl").read_text()
     assert '"erin-77"' in decisions and '"bob"' in decisions
-    assert len(list((out / "outbox").glob("*.eml"))) == 2
-    before = _files_mentioning(out, SECRET)
-    assert before  # the decision log, the outbox and the ledger had her
+    # the event alone: her email left the outbox, her entries the ledger and the view
+    assert len(list((out / "outbox").glob("*.eml"))) == 1
+    ledger = Ledger(out / "ledger")
+    assert ledger.keys_of("erin-77") == [] and ledger.keys_of("bob") != []
+    ledger.close()
+    view = ProfileStore(out / "profiles", read_only=True)
+    assert view.get("erin-77") is None and view.get("bob") is not None
+    view.close()
+    assert _files_mentioning(out, SECRET)  # the decision log and outcomes still name her
 
     report = erase(cfg, "erin-77", None, kafka=False, now_ms=1_800_000_000_000)
     assert not report.held

@@ -21,7 +21,6 @@ digest, which has no record), so the address is still suppressed.
 
 from __future__ import annotations
 
-import hashlib
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -120,16 +119,9 @@ def _erase_ledger_and_outbox(config: Config, customers: list[str],
     report.done.append(f"ledger {d.ledger_dir}: {n} entr(ies) deleted")
     outbox = Path(d.outbox_dir)
     if outbox.is_dir():
-        gone = 0
-        for key in keys:
-            tail = hashlib.sha256(key.encode()).hexdigest()[:16]  # outbox.filename
-            for path in outbox.glob(f"*-{tail}.eml"):
-                path.unlink()
-                gone += 1
-        if gone:
-            from nudge.delivery.outbox import write_index
+        from nudge.delivery.outbox import erase_files
 
-            write_index(outbox)
+        gone = erase_files(outbox, keys)
         report.done.append(f"outbox {outbox}: {gone} email(s) deleted")
 
 

@@ -447,3 +447,15 @@ class ProfileWrite:
 OUTCOME_SENT: Final = "sent"
 OUTCOME_SUPPRESSED: Final = "suppressed"
 OUTCOME_HOLDOUT: Final = "holdout"
+# Not a decision: an erasure travelling the decisions' path (customers -> decide -> render ->
+# deliver), so that it reaches the ledger after every email of the customer due before it.
+# Never in the decision log.
+OUTCOME_ERASED: Final = "erased"
+
+
+@dataclass(frozen=True, slots=True)
+class Erasure:
+    """For the deliver sink: erase this customer's ledger entries and outbox emails."""
+
+    customer_id: str
+    at: int

@@ -41,6 +41,11 @@ class Sender(Protocol):
 
     def drain(self) -> list[DeadLetter]: ...
 
+    def erase(self, customer_id: str) -> list[str]:
+        """Delete the customer's ledger entries (an erasure; call after `drain`) and return
+        their keys."""
+        ...
+
     @property
     def stats(self) -> dict[str, int]: ...
 

@@ -21,10 +21,26 @@ from nudge.core.timefmt import to_iso
 from nudge.delivery.message import to_bytes
 
 
+def _key_digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
 def filename(email: Email) -> str:
     when = to_iso(email.due).replace(":", "").replace("-", "")
-    digest = hashlib.sha256(email.key.encode()).hexdigest()[:16]
-    return f"{when}-{email.trigger}-{email.stage}-{digest}.eml"
+    return f"{when}-{email.trigger}-{email.stage}-{_key_digest(email.key)}.eml"
+
+
+def erase_files(directory: str | Path, keys: list[str]) -> int:
+    """Delete the emails of these idempotency keys (an erasure) and rewrite the index."""
+    directory = Path(directory)
+    gone = 0
+    for key in keys:
+        for path in directory.glob(f"*-{_key_digest(key)}.eml"):
+            path.unlink()
+            gone += 1
+    if gone and (directory / "index.html").exists():
+        write_index(directory)
+    return gone
 
 
 class OutboxTransport:

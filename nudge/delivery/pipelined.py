@@ -114,6 +114,11 @@ class PipelinedSender:
         dead, self.dead = self.dead, []
         return dead
 
+    def erase(self, customer_id: str) -> list[str]:
+        keys = self.ledger.keys_of(customer_id)
+        self.ledger.erase_customer(customer_id)
+        return keys
+
     def drain(self) -> list[DeadLetter]:
         """Wait for a report on every email sent (at the end of a bounded run)."""
         since = time.monotonic()

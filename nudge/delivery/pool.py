@@ -36,6 +36,12 @@ class _SyncedLedger:
         with self.lock:
             self.ledger.record(key, **kw)
 
+    def erase(self, customer_id: str) -> list[str]:
+        with self.lock:
+            keys = self.ledger.keys_of(customer_id)
+            self.ledger.erase_customer(customer_id)
+        return keys
+
     def close(self) -> None:
         self.ledger.close()
 
@@ -119,6 +125,9 @@ class SenderPool:
         self.queue.join()
         return self.take_dead()
 
+    def erase(self, customer_id: str) -> list[str]:
+        return self.ledger.erase(customer_id)
+
     @property
     def stats(self) -> dict[str, int]:
         total: dict[str, int] = {}
@@ -160,6 +169,12 @@ class InlineSender:
 
     def drain(self) -> list[DeadLetter]:
         return self.take_dead()
+
+    def erase(self, customer_id: str) -> list[str]:
+        ledger = self.deliverer.ledger
+        keys = ledger.keys_of(customer_id)
+        ledger.erase_customer(customer_id)
+        return keys
 
     @property
     def stats(self) -> dict[str, int]:

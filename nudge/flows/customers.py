@@ -15,7 +15,7 @@ from typing import Any
 from bytewax.operators import StatefulBatchLogic
 
 from nudge.core import metrics
-from nudge.core.records import Decision, SegmentChange, ShardChunk
+from nudge.core.records import OUTCOME_ERASED, Decision, SegmentChange, ShardChunk
 from nudge.state.program import Program
 from nudge.state.shard import Shard
 
@@ -51,7 +51,8 @@ def _count(items: list[Any]) -> None:
     segments: Counter[tuple[str, str]] = Counter()
     for item in items:
         if type(item) is Decision:
-            decisions[(item.trigger, item.outcome, item.reason or "")] += 1
+            if item.outcome != OUTCOME_ERASED:  # an erasure on its way to the ledger
+                decisions[(item.trigger, item.outcome, item.reason or "")] += 1
         elif type(item) is SegmentChange:
             segments[(item.segment, item.change)] += 1
     for labels, n in decisions.items():

@@ -28,9 +28,12 @@ from nudge.core.errors import NudgeError
 from nudge.core.ids import log_id
 from nudge.core.keyring import activate
 from nudge.core.records import (
+    OUTCOME_ERASED,
+    OUTCOME_SENT,
     DeadLetter,
     Decision,
     Email,
+    Erasure,
     Outcome,
     ProfileWrite,
     SegmentChange,
@@ -71,8 +74,10 @@ def _render_step(config: Config) -> Any:
 
     renderer = Renderer(config)
 
-    def render(item: tuple[str, Decision]) -> tuple[str, Email | DeadLetter]:
+    def render(item: tuple[str, Decision]) -> tuple[str, Email | Erasure | DeadLetter]:
         key, decision = item
+        if decision.outcome == OUTCOME_ERASED:
+            return key, Erasure(decision.customer_id, decision.due)  # for the ledger
         try:
             return key, renderer.render(decision)
         except NudgeError as exc:
@@ -91,6 +96,7 @@ def _default_email_sink(config: Config) -> Sink[Any]:
     return DeliverySink(config, path)
 
 
+_DELIVERED = (OUTCOME_SENT, OUTCOME_ERASED)
 _FOR_DECIDE = (Decision, ShardMark, ItemDelta)
 
 
@@ -176,7 +182,8 @@ def build_flow(config: Config, *, source: Source[Any] | None = None,
         DecideLogic, 2 * config.shards, config.recommendations, catalog=config.catalog.enabled,
         max_products=config.catalog.max_products))
     # ("decide", Decision), in (due, customer, trigger, stage) order
-    decisions = op.map("decisions", decided, lambda item: item[1])
+    decisions = op.filter_map("decisions", decided, lambda item: (
+        item[1] if item[1].outcome != OUTCOME_ERASED else None))
     # Decision
     log_fmt, log_sink = _shaped("decisions", sink, partial(decisions_sink, config),
                                 decision_line)
@@ -206,11 +213,12 @@ def build_flow(config: Config, *, source: Source[Any] | None = None,
         # Dry run (shadow mode): the decision log only, nothing rendered or sent.
         all_bad = bad_input
     else:
-        sent = op.filter("sent", decided, lambda item: item[1].outcome == "sent")
-        # ("decide", Decision) with outcome "sent"
+        sent = op.filter("sent", decided, lambda item: item[1].outcome in _DELIVERED)
+        # ("decide", Decision) with outcome "sent", or an erasure for the ledger
         rendered = op.map("render", sent, _render_step(config))
         # ("decide", Email | DeadLetter)
-        split = op.branch("rendered_ok", rendered, lambda item: isinstance(item[1], Email))
+        split = op.branch("rendered_ok", rendered,
+                          lambda item: isinstance(item[1], (Email, Erasure)))
         bad_render = op.map("render_dead_letters", split.falses, lambda item: item[1])
         op.output("deliver", split.trues, email_sink or _default_email_sink(config))
         all_bad = op.merge("all_dead_letters", bad_input, bad_render)

@@ -1,6 +1,10 @@
 """The deliver step: a Bytewax sink around the configured sender (nudge/delivery/).
 
-    in:  ("decide", Email)   (a single sink partition: one ledger, one writer)
+    in:  ("decide", Email | Erasure)   (a single sink partition: one ledger, one writer)
+
+An Erasure comes down the emails' own path, after every email of the customer due before
+it: the sink waits for what is in flight, then deletes the customer's ledger entries and
+(outbox transport) their emails.
 
 The sink's state is the emails still in flight at a snapshot: a resumed run submits them
 again and the ledger skips those accepted before the crash (nudge/delivery/engine.py).
@@ -15,14 +19,16 @@ import orjson
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from nudge.core.config import Config
-from nudge.core.records import DeadLetter, Email
+from nudge.core.records import DeadLetter, Email, Erasure
 from nudge.delivery.senders import sender_for
 
 
-class _DeliveryPartition(StatefulSinkPartition[Email, list[Email]]):
+class _DeliveryPartition(StatefulSinkPartition[Email | Erasure, list[Email]]):
     def __init__(self, config: Config, dead_letters: Path | None,
                  resume: list[Email] | None) -> None:
         self.pool = sender_for(config)
+        d = config.delivery
+        self.outbox_dir = d.outbox_dir if d.transport == "outbox" else None
         self.dead_path = dead_letters
         self.dead_topic: Any = None
         if dead_letters is not None:
@@ -34,10 +40,21 @@ class _DeliveryPartition(StatefulSinkPartition[Email, list[Email]]):
         for email in resume or ():  # in flight at the snapshot resumed from; the ledger
             self.pool.submit(email)  # skips those that were accepted before the crash
 
-    def write_batch(self, values: list[Email]) -> None:
+    def write_batch(self, values: list[Email | Erasure]) -> None:
         submit = self.pool.submit
-        for email in values:
-            submit(email)
+        for item in values:
+            if isinstance(item, Erasure):
+                self._erase(item.customer_id)
+            else:
+                submit(item)
+
+    def _erase(self, customer_id: str) -> None:
+        self._write_dead(self.pool.drain())  # nothing of theirs is written after this
+        keys = self.pool.erase(customer_id)
+        if self.outbox_dir is not None and keys:
+            from nudge.delivery.outbox import erase_files
+
+            erase_files(self.outbox_dir, keys)
 
     def _write_dead(self, dead: list[DeadLetter]) -> None:
         if dead and self.dead_topic is not None:
@@ -56,7 +73,7 @@ class _DeliveryPartition(StatefulSinkPartition[Email, list[Email]]):
         self._write_dead(self.pool.close())
 
 
-class DeliverySink(FixedPartitionedSink[Email, list[Email]]):
+class DeliverySink(FixedPartitionedSink[Email | Erasure, list[Email]]):
     """One partition: the ledger has one writer (RocksDB allows one process)."""
 
     def __init__(self, config: Config, dead_letters: Path | None) -> None:

@@ -29,7 +29,15 @@ import pickle
 from operator import attrgetter
 from typing import Any, Final
 
-from nudge.core.records import Event, Kind, ProfileWrite, ShardChunk, ShardMark
+from nudge.core.records import (
+    OUTCOME_ERASED,
+    Decision,
+    Event,
+    Kind,
+    ProfileWrite,
+    ShardChunk,
+    ShardMark,
+)
 from nudge.state import suppression
 from nudge.state.customer import Customer
 from nudge.state.dedup import MessageDedup
@@ -156,6 +164,9 @@ class Shard:
         c = self.store.peek(cid)
         self.shared.out.addresses.extend(
             suppression.changes(c if c is not None else Customer(), cid, ev, None))
+        # through decide to the ledger, after the emails due before it (OUTCOME_ERASED)
+        self.shared.out.decisions.append(
+            Decision(cid, "", 0, 0, ev.ts, OUTCOME_ERASED, None))
         if c is not None:
             self.shared.ranks.replace(c.engagement, None)
             self.store.erase(cid)
