@@ -67,7 +67,7 @@ class Pipeline:
                                              final)])
         for c in chunks:
             self.dead.extend(c.dead)
-        out = self.decider.feed(list(chunks))
+        out = [d for d in self.decider.feed(list(chunks)) if d.outcome != OUTCOME_ERASED]
         self.decisions.extend(out)
         return out
 
