@@ -45,8 +45,8 @@ DEMO_CONFIG = Path(__file__).resolve().parents[1] / "data" / "demo.toml"
 # (open, click given open, order given click) per journey and stage: stage 1 of the cart
 # journey is the 1 h email, stage 2 the 24 h one.
 RATES: dict[tuple[str, int], tuple[float, float, float]] = {
-    ("cart_abandonment", 1): (0.46, 0.30, 0.50),
-    ("cart_abandonment", 2): (0.40, 0.20, 0.32),
+    ("cart_abandonment", 1): (0.46, 0.27, 0.32),
+    ("cart_abandonment", 2): (0.40, 0.18, 0.22),
     ("browse_abandonment", 1): (0.34, 0.12, 0.20),
     ("welcome", 1): (0.52, 0.14, 0.22),
     ("welcome", 2): (0.40, 0.10, 0.14),
