@@ -124,3 +124,33 @@ def test_report_gives_the_exact_lift_over_the_holdout() -> None:
     # one order, one credit: the report's revenue is the credited orders' revenue
     assert r.orders == 4 and r.revenue == 260.0
     assert list(itertools.chain.from_iterable(s.comparisons for s in j.stages)) == []
+
+
+def test_engagement_events_name_their_email_or_are_dead_letters() -> None:
+    from nudge.core.config import EventsConfig
+    from nudge.core.errors import InputError
+    from nudge.flows.contract import Limits, parse_record
+
+    limits = Limits.from_config(EventsConfig(), now_ms=1_900_000_000_000)
+    key = f"c1\x1f{CART}\x1f3\x1f2"
+    ev = parse_record(track("Email Opened", "c1", 0, {
+        "email_key": key, "trigger": CART, "stage": 2, "variant": "urgency",
+        "machine": True}), limits)
+    assert ev.email is not None
+    assert (ev.email.episode, ev.email.stage, ev.email.variant, ev.email.machine) == \
+        (3, 2, "urgency", True)
+    # another customer's key names no episode of this customer's
+    other = parse_record(track("Email Link Clicked", "c2", 0, {
+        "email_key": key, "trigger": CART, "stage": 2}), limits)
+    assert other.email is not None and other.email.episode == 0
+    assert parse_record(track("Email Opened", "c1", 0, {"email_subject": "x"}), limits) \
+        .email is None  # an older producer's event: engagement features only
+    for props, reason in [({"email_key": key, "trigger": CART, "stage": "2"}, "wrong_type"),
+                          ({"email_key": key, "trigger": CART}, "missing_field"),
+                          ({"email_key": key, "stage": 1}, "missing_field"),
+                          ({"email_key": key, "trigger": CART, "stage": 0}, "out_of_range"),
+                          ({"email_key": key, "trigger": CART, "stage": 1, "machine": "yes"},
+                           "wrong_type")]:
+        with pytest.raises(InputError) as err:
+            parse_record(track("Email Delivered", "c1", 0, props), limits)
+        assert err.value.reason == reason
