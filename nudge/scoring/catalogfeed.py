@@ -45,6 +45,7 @@ from nudge.scoring.catalog import AVAILABILITY, CatalogEntry, CatalogUpdate
 MAX_ID = 256
 MAX_TEXT = 2048  # titles, links, image links, types, brands
 _MONEY = re.compile(r"\s*(-?\d+(?:\.\d+)?)(?:\s+[A-Za-z]{3})?\s*")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _ENVELOPE = struct.Struct(">BqH")  # magic 0, timestamp ms (-1: none), key length
 _TOMBSTONE = b"\x00"
 _VALUE = b"\x01"
@@ -124,7 +125,7 @@ def _id(value: Any, name: str) -> str:
                         f"{name} must be a non-empty string")
     if len(value) > MAX_ID:
         raise FeedError("field_too_long", f"{name} is {len(value)} characters (max {MAX_ID})")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+    if _CONTROL.search(value):
         raise FeedError("wrong_type", f"{name} has control characters")
     return value
 

@@ -1,14 +1,16 @@
 """`make bench`: throughput and memory of the real dataflow, with baselines from the same run.
 
     python -m nudge.tools.bench [--events 1000000] [--customers 100000] [--skip-kafka]
+                                [--catalog-products 1000000]
 
 Prints a report: events/s for
   - read + orjson.loads only (the floor any Python consumer pays),
   - read + Nudge's parse and validation,
   - a hand-written single loop with the same cart semantics (no dataflow, no recovery),
-  - file replay through the real dataflow (1 worker) in three configs (PROFILES): the cart
-    journey alone, the defaults, and everything on (the demo's config), decisions only and
-    with rendering and the outbox,
+  - file replay through the real dataflow (1 worker) in four configs (PROFILES): the cart
+    journey alone, the same with the demo's product catalog, the defaults, and everything on
+    (the demo's config), decisions only and with rendering and the outbox,
+  - the catalog: its cost on the lean run, and the RSS of 1M distinct products,
   - Kafka end to end (tansu broker on loopback, bounded read, emails to a topic): a raw
     consume+parse baseline and the real dataflow,
 and `nudge serve` driven by a load generator (nudge/tools/servebench.py, which runs alone too),
@@ -188,9 +190,53 @@ def hand_loop(path: str) -> dict[str, float]:
 
 PROFILES = {
     "lean": "the cart journey alone: no model, no recommendations, no profile view",
-    "default": "the defaults: cart + propensity model + recommendations + profile view",
+    "lean+catalog": "lean, with the demo's product catalog (nudge/data/catalog.csv) joined",
+    "default": "the defaults: cart + propensity model + recommendations (the demo's catalog) "
+               "+ profile view",
     "all": "every journey, segments, model, recommendations, A/B and holdout (demo.toml)",
 }
+
+
+def catalog_memory(products: str) -> dict[str, float]:
+    """`products` distinct products through the catalog's parse and apply (feed records as
+    a shop's: ~30-character titles, links and image links on the shop's host), in event-time
+    order: the RSS they hold and the time per update."""
+    import orjson
+
+    from nudge.core.timefmt import to_iso
+    from nudge.scoring.catalog import Catalog
+    from nudge.scoring.catalogfeed import parse_raw
+
+    n = int(products)
+    start = 1_790_000_000_000  # the feed's updates a second apart, applied as time passes
+    rss0 = _current_rss_mb()
+    cat = Catalog(max_products=max(n, 1))
+    t = time.perf_counter()
+    for i in range(n):
+        pid = f"sku-{i:07d}"
+        raw = orjson.dumps({
+            "id": pid, "title": f"Merino Crew Neck Sweater {i % 977}", "price": "79.00 EUR",
+            "sale_price": "59.00 EUR" if i % 7 == 0 else "", "availability": "in stock",
+            "link": f"https://shop.example/products/merino-crew-neck-{pid}",
+            "image_link": f"https://shop.example/images/{pid}-front.jpg",
+            "product_type": f"Apparel > Knitwear > {i % 40}", "brand": "Acme",
+            "updated_at": to_iso(start + i * 1000)})
+        u = parse_raw(raw, "bench", i)
+        cat.add(u)
+        if i % 10_000 == 9_999:
+            cat.advance(u.ts)
+    cat.advance(2 ** 50)
+    el = time.perf_counter() - t
+    import gc
+
+    gc.collect()
+    return {"events": n, "seconds": el, "products": len(cat), "rss_mb": _peak_rss_mb(),
+            "held_mb": _current_rss_mb() - rss0}
+
+
+def _current_rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def _flow_config(out: str, profile: str = "lean", transport: str = "outbox",
@@ -202,14 +248,17 @@ def _flow_config(out: str, profile: str = "lean", transport: str = "outbox",
     from nudge.core.config import Transport
 
     cfg = config_mod.load(DEMO_CONFIG) if profile == "all" else config_mod.Config()
-    if profile == "lean":
+    if profile in ("default", "lean+catalog"):  # recommendations need a catalog
+        cfg = dataclasses.replace(cfg, catalog=dataclasses.replace(
+            cfg.catalog, files=(str(DEMO_CONFIG.parent / "catalog.csv"),)))
+    if profile.startswith("lean"):
         cfg = dataclasses.replace(
             cfg, model=dataclasses.replace(cfg.model, enabled=False, incentive_if=""),
             recommendations=dataclasses.replace(cfg.recommendations, enabled=False))
     outputs = dataclasses.replace(
         cfg.outputs, decisions=f"{out}/decisions.jsonl", dead_letters=f"{out}/dead-letters.jsonl",
         segments=f"{out}/segments.jsonl", outcomes=f"{out}/outcomes.jsonl",
-        profiles="" if profile == "lean" else f"{out}/profiles")
+        profiles="" if profile.startswith("lean") else f"{out}/profiles")
     cfg = dataclasses.replace(
         cfg, outputs=outputs,
         delivery=dataclasses.replace(cfg.delivery, transport=cast(Transport, transport),
@@ -241,9 +290,16 @@ def file_replay(path: str, out: str, transport: str = "outbox",
 
     cfg = _flow_config(out, profile, transport)
     rss0 = _peak_rss_mb()
+    cpu0 = _cpu_seconds()
     el = _run_flow(build_flow(cfg, source=JsonlSource([path], cfg.events.batch_size)))
-    return {"events": _count_lines(path), "seconds": el, "rss_mb": _peak_rss_mb(),
-            "rss_base_mb": rss0, **_results(cfg, out)}
+    return {"events": _count_lines(path), "seconds": el, "cpu_seconds": _cpu_seconds() - cpu0,
+            "rss_mb": _peak_rss_mb(), "rss_base_mb": rss0, **_results(cfg, out)}
+
+
+def _cpu_seconds() -> float:
+    """This process's CPU time, every thread: steadier than wall time on a busy machine."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def _results(cfg: Any, out: str) -> dict[str, float]:
@@ -394,6 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-kafka", action="store_true")
     ap.add_argument("--skip-serve", action="store_true",
                     help="leave out nudge serve (nudge/tools/servebench.py)")
+    ap.add_argument("--catalog-products", type=int, default=1_000_000)
     args = ap.parse_args(argv)
 
     DATA.mkdir(parents=True, exist_ok=True)
@@ -408,9 +465,9 @@ def main(argv: list[str] | None = None) -> int:
     print(_line("read + orjson.loads (floor)", _child("baseline_loads", str(data))))
     print(_line("read + Nudge parse/validate", _child("baseline_parse", str(data))))
     print(_line("hand-written single loop, cart only", _child("hand_loop", str(data))))
-    lean = None
-    for profile, transport in (("lean", "none"), ("lean", "outbox"), ("default", "outbox"),
-                               ("all", "none"), ("all", "outbox")):
+    lean = lean_catalog = None
+    for profile, transport in (("lean", "none"), ("lean+catalog", "none"), ("lean", "outbox"),
+                               ("default", "outbox"), ("all", "none"), ("all", "outbox")):
         out = DATA / f"replay-{profile}-{transport}"
         _clean(out)
         r = _child("file_replay", str(data), str(out), transport, profile)
@@ -419,6 +476,17 @@ def main(argv: list[str] | None = None) -> int:
         _details(r)
         if profile == "lean" and transport == "none":
             lean = r
+        if profile == "lean+catalog":
+            lean_catalog = r
+    if lean is not None and lean_catalog is not None:
+        print(f"  the catalog's cost on the lean run: {catalog_cost(lean, lean_catalog):+.1%} "
+              "of its CPU time (the catalog input, its watermark and the decide step's join)")
+    cm = _child("catalog_memory", str(args.catalog_products))
+    print(f"  catalog of {int(cm['products']):,} distinct products: holds "
+          f"{cm['held_mb']:,.0f} MB of RSS ({cm['held_mb'] * 2**20 / cm['products']:,.0f} B a "
+          f"product; catalog.max_products caps it), parse + apply "
+          f"{cm['seconds'] / cm['events'] * 1e6:.1f} us an update, peak RSS "
+          f"{cm['rss_mb']:,.0f} MB")
     dd = _child("dedup_cost", str(data))
     share = f", {dd['seconds'] / lean['seconds']:.1%} of the lean run" if lean else ""
     print(f"  de-duplication by (customer, messageId) digest: "
@@ -453,6 +521,11 @@ def main(argv: list[str] | None = None) -> int:
         # its own process: it starts the service, the flow and a broker of its own
         subprocess.run([sys.executable, "-m", "nudge.tools.servebench"], check=False)
     return 0
+
+
+def catalog_cost(lean: dict[str, float], with_catalog: dict[str, float]) -> float:
+    """The lean run's extra CPU time with the catalog, as a share of the lean run's."""
+    return with_catalog["cpu_seconds"] / lean["cpu_seconds"] - 1
 
 
 def _details(r: dict[str, float]) -> None:
