@@ -122,6 +122,7 @@ class _KafkaPartition(StatefulSourcePartition[Item, int]):
         self._outage_began = False  # since the last next_batch
         self._need_seek = False
         self._fatal: KafkaError | None = None
+        self._started = False  # logged its first records (where it starts, when it resumes)
         conf = _client_config(config)
         conf.update({
             "group.id": "nudge-unused",  # required by librdkafka; assign() never joins it
@@ -229,6 +230,10 @@ class _KafkaPartition(StatefulSourcePartition[Item, int]):
             except KafkaException as exc:
                 log.debug("Kafka topic %s partition %d: seek to %d failed (%s); will retry",
                           self._topic, self._partition, self._offset, exc)
+        if records and not self._started:
+            self._started = True
+            log.info("Kafka topic %s partition %d: first records from offset %d",
+                     self._topic, self._partition, records[0][0])
         if records:
             # librdkafka reports EOF again each time it reaches the end after new records
             self._at_eof = eof

@@ -35,7 +35,7 @@ from nudge.core.keyring import Keyring
 from nudge.core.timefmt import to_iso
 from nudge.core.tokens import Claims, sign
 from nudge.tools import loadgen
-from nudge.tools.bench import _start_broker
+from nudge.tools.bench.broker import start_broker
 
 OUT = Path("var/bench/serve")
 WRITE_KEY = "bench-write-key"
@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-unsubscribe", action="store_true")
     args = ap.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
-    proc, bootstrap = _start_broker()
+    proc, bootstrap = start_broker()
     try:
         topic = "serve-bench"
         _create_topic(bootstrap, topic, 4)
