@@ -42,6 +42,7 @@ def baseline_loads(path: str) -> dict[str, float]:
 def baseline_parse(path: str) -> dict[str, float]:
     from nudge.core.config import EventsConfig
     from nudge.core.errors import InputError
+    from nudge.flows.contract import Ignored
     from nudge.flows.parse import Limits, parse_record
 
     limits = Limits.from_config(EventsConfig(), now_ms=int(time.time() * 1000))
@@ -53,6 +54,8 @@ def baseline_parse(path: str) -> dict[str, float]:
                 parse_record(line.rstrip(b"\n"), limits, i)
             except InputError:
                 bad += 1
+            except Ignored:  # events.ignore (page views by default): parsed, then dropped
+                pass
             n += 1
     el = time.perf_counter() - t
     return {"events": n, "seconds": el, "bad": bad, "rss_mb": _peak_rss_mb()}
