@@ -69,3 +69,40 @@ def order(user: str, minutes: float, revenue: float = 20.0, **kw: Any) -> bytes:
 def view(user: str, minutes: float, pid: str = "sku-1", category: str = "apparel",
          **kw: Any) -> bytes:
     return track("Product Viewed", user, minutes, product(pid, category=category), **kw)
+
+
+def anon(event: str, anonymous_id: str, minutes: float, props: dict[str, Any] | None = None,
+         *, user: str | None = None, base: str = T0, message_id: str | None = None) -> bytes:
+    """A track call with an anonymousId (and a userId too, when `user` is given)."""
+    doc: dict[str, Any] = {"type": "track", "event": event, "anonymousId": anonymous_id,
+                           "messageId": message_id or f"m-{next(_ids)}",
+                           "timestamp": at(base, minutes), "properties": props or {}}
+    if user is not None:
+        doc["userId"] = user
+    return orjson.dumps(doc)
+
+
+def anon_add(anonymous_id: str, minutes: float, pid: str = "sku-1", qty: int = 1,
+             **kw: Any) -> bytes:
+    return anon("Product Added", anonymous_id, minutes, product(pid, quantity=qty), **kw)
+
+
+def login(user: str, anonymous_id: str, minutes: float, *, email: str | None = "x@example.com",
+          consent: bool | None = True, base: str = T0) -> bytes:
+    """An identify carrying both ids: the shopper logs in (Segment links them)."""
+    doc = orjson.loads(identify(user, minutes, email=email, consent=consent, base=base))
+    doc["anonymousId"] = anonymous_id
+    return orjson.dumps(doc)
+
+
+def anon_identify(anonymous_id: str, minutes: float, *, email: str | None = None,
+                  consent: bool | None = True, base: str = T0) -> bytes:
+    doc = orjson.loads(identify("-", minutes, email=email, consent=consent, base=base))
+    del doc["userId"]
+    doc["anonymousId"] = anonymous_id
+    return orjson.dumps(doc)
+
+
+def alias(previous_id: str, user: str, minutes: float, *, base: str = T0) -> bytes:
+    return orjson.dumps({"type": "alias", "previousId": previous_id, "userId": user,
+                         "messageId": f"m-{next(_ids)}", "timestamp": at(base, minutes)})

@@ -131,3 +131,26 @@ def resume_logging_flow(config_path: str, log_path: str, *files: str) -> Dataflo
     """small_batch_flow, logging the resume state each source partition starts from."""
     cfg = config_mod.load(config_path)
     return build_flow(cfg, source=_ResumeLoggingSource(list(files), 25, log_path))
+
+
+def link_crashing_flow(config_path: str, flag_path: str, crash_at_link: int,
+                       *files: str) -> Dataflow:
+    """small_batch_flow whose identity step SIGKILLs the process when the `crash_at_link`-th
+    LINK reaches it: the links step has decided the link, its merge is not made yet. Only
+    once (a flag file marks the crash), so a resumed run goes through."""
+    from nudge.core.records import Kind
+    from nudge.state.identity import IdentityShard
+
+    flag = Path(flag_path)
+    original = IdentityShard.process
+    seen = [0]
+
+    def process(self, chunks):  # type: ignore[no-untyped-def]
+        seen[0] += sum(1 for c in chunks for ev in c.events if ev.kind == Kind.LINK)
+        if seen[0] >= crash_at_link and not flag.exists():
+            flag.write_text("crashed between a link and its merge\n")
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original(self, chunks)
+
+    IdentityShard.process = process  # type: ignore[method-assign]
+    return small_batch_flow(config_path, *files)

@@ -1,4 +1,5 @@
-"""Run records through parse -> route -> shards -> decide in plain Python (no Bytewax).
+"""Run records through parse -> route -> (links -> identity) -> shards -> decide in plain
+Python (no Bytewax).
 
 The same pure functions the dataflow steps call, wired the way the dataflow wires them;
 flow tests check that Bytewax gives the same decisions.
@@ -19,10 +20,14 @@ from nudge.core.records import (
 )
 from nudge.flows.addresses import AddressShard, to_addresses, via_addresses
 from nudge.flows.catalog import CatalogParseLogic
+from nudge.flows.dataflow import routes
 from nudge.flows.decide import Decider
+from nudge.flows.identity import fanout
 from nudge.flows.parse import ParseLogic
 from nudge.flows.route import route
 from nudge.scoring.itemstats import ItemDelta
+from nudge.state.identity import IdentityShard
+from nudge.state.links import LinkShard
 from nudge.state.program import compile_program
 from nudge.state.shard import Shard
 
@@ -36,6 +41,10 @@ class Pipeline:
                       for _ in range(n_parts)]
         self.shards = [Shard(i, self.program) for i in range(self.config.shards)]
         self.addresses = [AddressShard(self.config.shards) for _ in range(self.config.shards)]
+        ident = self.config.identity
+        fan = fanout(self.config)
+        self.links = [LinkShard(i, ident, fan) for i in range(ident.shards)]
+        self.identity = [IdentityShard(i, ident, fan) for i in range(ident.shards)]
         cat = self.config.catalog
         self.decider = Decider(2 * self.config.shards, self.config.recommendations,
                                catalog=cat.enabled, max_products=cat.max_products)
@@ -84,26 +93,38 @@ class Pipeline:
         out: list[Decision] = []
         for pc in parsed:
             self.dead.extend(pc.dead)
-            for _key, sc in route((pc.part, pc), self.config.shards):
-                items = self.shards[sc.shard].process([sc])
-                to_decide: list[Any] = []
-                to_check: dict[int, list[Any]] = {}
-                for item in items:
-                    if isinstance(item, SegmentChange):
-                        self.segments.append(item)
-                    elif isinstance(item, Outcome):
-                        self.outcomes.append(item)
-                    elif isinstance(item, (Decision, ShardMark, ItemDelta)) and \
-                            not (isinstance(item, Decision) and via_addresses(item)):
-                        to_decide.append(item)
-                    for _, (a, x) in to_addresses(("", item), self.config.shards):
-                        to_check.setdefault(a, []).append((a, x))
-                for a, batch in sorted(to_check.items()):
-                    to_decide.extend(self.addresses[a].feed(batch))
-                out.extend(self.decider.feed(to_decide))
+            queue = route((pc.part, pc), routes(self.config))
+            while queue:  # depth first: a step's outputs before the next input
+                key, sc = queue.pop(0)
+                if key == "dead":
+                    self.dead.append(sc)
+                elif key.startswith("links-"):
+                    queue[:0] = self.links[sc.shard].process([sc])
+                elif key.startswith("identity-"):
+                    queue[:0] = self.identity[sc.shard].process([sc])
+                else:
+                    out.extend(self._customers(sc))
         out = [d for d in out if d.outcome != OUTCOME_ERASED]  # the ledger's, not the log's
         self.decisions.extend(out)
         return out
+
+    def _customers(self, sc: Any) -> list[Decision]:
+        items = self.shards[sc.shard].process([sc])
+        to_decide: list[Any] = []
+        to_check: dict[int, list[Any]] = {}
+        for item in items:
+            if isinstance(item, SegmentChange):
+                self.segments.append(item)
+            elif isinstance(item, Outcome):
+                self.outcomes.append(item)
+            elif isinstance(item, (Decision, ShardMark, ItemDelta)) and \
+                    not (isinstance(item, Decision) and via_addresses(item)):
+                to_decide.append(item)
+            for _, (a, x) in to_addresses(("", item), self.config.shards):
+                to_check.setdefault(a, []).append((a, x))
+        for a, batch in sorted(to_check.items()):
+            to_decide.extend(self.addresses[a].feed(batch))
+        return self.decider.feed(to_decide)
 
     def end(self) -> list[Decision]:
         out: list[Decision] = []

@@ -47,7 +47,7 @@ def test_file_round_trip_refeeds_once_and_the_dataflow_decides_on_them(tmp_path:
     part0 = [identify("a", 0), add("a", 1), big_identify("b", 2), big_add("b", 3),
              view("a", 200), big_view("b", 201)]
     not_utf8_big = b'{"type": "track", "note": "' + b"\xff" * 500 + b'"}'
-    part1 = [big_identify("d", 0), track("Coupon Applied", "c", 1), big_add("d", 4),
+    part1 = [big_identify("d", 0), track("Gift Card Redeemed", "c", 1), big_add("d", 4),
              b"{broken", b'{"type": "track", "event": "\xff\xfe"}', not_utf8_big,
              big_view("d", 300)]
     inputs = tmp_path / "in"
@@ -59,7 +59,7 @@ def test_file_round_trip_refeeds_once_and_the_dataflow_decides_on_them(tmp_path:
                                     "out_dir": str(tmp_path / "replay")}}
     bad = write_config(tmp_path / "bad.toml", tmp_path, events={"max_payload_bytes": 400},
                        **state)
-    good = write_config(tmp_path / "good.toml", tmp_path, events={"ignore": ["Coupon Applied"]},
+    good = write_config(tmp_path / "good.toml", tmp_path, events={"ignore": ["Gift Card Redeemed"]},
                         **state)
     dl = tmp_path / "dead-letters.jsonl"
 

@@ -12,7 +12,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nudge.core.config import CapsConfig, Config, QuietHoursConfig
+from nudge.core.config import CapsConfig, Config, IdentityConfig, QuietHoursConfig
 from nudge.core.timefmt import HOUR
 from tests.events import add, identify, order, remove, track, view
 from tests.harness import Pipeline, cart_stages
@@ -110,3 +110,70 @@ def test_decisions_do_not_depend_on_the_shard_count() -> None:
     logs = [replay(parts, Config(shards=n), random.Random(n)) for n in (1, 4, 64)]
     assert logs[0] == logs[1] == logs[2]
     assert len(logs[0]) > 10
+
+
+def identity_shoppers(seed: int, customers: int, steps: int,
+                      gap: float = 7.0) -> list[tuple[str, bytes]]:
+    """Shoppers who browse and fill carts anonymously (several devices each), then log in,
+    alias, or carry both ids; some anonymous ids are shared by two users (refused), some
+    users take more anonymous ids than the limit. Each record is keyed by the id its
+    producer keys it by, so a shopper's anonymous and identified events land on different
+    partitions."""
+    from tests.events import alias, anon, anon_identify, login
+
+    rng = random.Random(seed)
+    out: list[tuple[str, bytes]] = []
+    clock = 0.0
+    for _ in range(steps):
+        clock += rng.expovariate(1 / gap)
+        t = max(0.0, clock - rng.uniform(0, 3))
+        n = rng.randrange(customers)
+        user, device = f"u{n}", f"a{n}-{rng.randrange(3)}"
+        if rng.random() < 0.05:
+            device = f"a{rng.randrange(customers)}-0"  # a shared device: two users
+        pid = f"sku-{rng.randrange(3)}"
+        r = rng.random()
+        if r < 0.45:
+            event = rng.choice(["Product Added", "Product Added", "Product Viewed",
+                                "Product Removed", "Checkout Started"])
+            props = {"product_id": pid, "name": pid, "price": 10.0, "quantity": 1}
+            out.append((device, anon(event, device, t, props)))
+        elif r < 0.5:
+            out.append((device, anon_identify(device, t, consent=rng.random() < 0.7)))
+        elif r < 0.6:
+            out.append((user, login(user, device, t, consent=rng.choice([True, False, None]))))
+        elif r < 0.65:
+            out.append((user, alias(device, user, t)))
+        elif r < 0.7:
+            props = {"product_id": pid, "name": pid, "price": 10.0, "quantity": 1}
+            out.append((user, anon("Product Added", device, t, props, user=user)))
+        else:
+            out.extend(shoppers(rng.randrange(10**6), customers, 1)[:1])
+    return out
+
+
+IDENTITY_CONFIGS = [
+    Config(shards=4),
+    cart_stages(HOUR, 6 * HOUR, shards=5, identity=IdentityConfig(shards=3, max_anonymous_ids=2)),
+]
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), parts=st.integers(1, 4), which=st.integers(0, 1),
+       pacing=st.integers(0, 10_000))
+def test_merges_do_not_depend_on_batching_or_interleaving(seed: int, parts: int, which: int,
+                                                          pacing: int) -> None:
+    records = identity_shoppers(seed, customers=8, steps=150)
+    split_parts = split(records, parts)
+    config = IDENTITY_CONFIGS[which]
+    reference = replay(split_parts, config, None)
+    assert replay(split_parts, config, random.Random(pacing)) == reference
+
+
+def test_merges_do_not_depend_on_the_shard_counts() -> None:
+    records = identity_shoppers(5, customers=30, steps=1500)
+    parts = split(records, 3)
+    logs = [replay(parts, Config(shards=n, identity=IdentityConfig(shards=k)), random.Random(n))
+            for n, k in ((1, 1), (4, 2), (64, 8))]
+    assert logs[0] == logs[1] == logs[2]
+    assert sum(1 for d in logs[0] if d[0].startswith("u") and d[5] == "sent") > 5

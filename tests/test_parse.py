@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from nudge.core.config import EventsConfig
 from nudge.core.errors import InputError
 from nudge.core.records import Event, Kind, RawChunk
-from nudge.flows.contract import TRACK_NAMES, Ignored, _fast, _full
+from nudge.flows.contract import TRACK_NAMES, Ignored, Refused, _fast, _full
 from nudge.flows.parse import Limits, PartitionClock, parse_chunk, parse_record
 from tests.events import add, identify, product, track
 
@@ -94,7 +94,7 @@ def test_good_track_event_fields() -> None:
 
 def test_anonymous_id_keys_when_user_id_is_absent() -> None:
     ev = parse_record(doc(userId=None, anonymousId="anon-1"), LIMITS)
-    assert ev.customer_id == "anon-1"
+    assert (ev.customer_id, ev.anonymous_id) == ("anon:anon-1", None)
 
 
 def test_identify_traits() -> None:
@@ -186,7 +186,8 @@ _traits = st.one_of(st.none(), _any, st.fixed_dictionaries({}, optional={
 
 
 @settings(max_examples=1500, deadline=None)
-@given(kind=st.sampled_from(["track", "identify", "page", "pages", None]),
+@given(kind=st.sampled_from(["track", "identify", "page", "screen", "alias", "group",
+                             "pages", None]),
        event=st.sampled_from([*TRACK_NAMES, "Bogus", None]),
        user=st.one_of(st.none(), st.sampled_from(["", "c1"]), st.integers(0, 3)),
        anon=st.one_of(st.none(), st.sampled_from(["", "a1"])),
@@ -206,12 +207,17 @@ def test_fast_path_accepts_nothing_the_full_path_reads_differently(
         full = exc.reason
     except Ignored:
         full = "ignored"
+    except Refused as exc:  # a blocked identifier: only the full path refuses
+        assert fast is None
+        full = exc.event
     if fast is not None:
         assert fast == full
     try:
         assert parse_record(raw, LIMITS, 3, 5) == full
     except InputError as exc:
         assert exc.reason == full
+    except Refused as exc:
+        assert exc.event == full
     except Ignored:
         assert full == "ignored"
 
@@ -234,8 +240,29 @@ def test_rudderstack_identify_traits_under_context_count() -> None:
     assert (ev.traits.email, ev.traits.marketing_consent) == ("r1@example.com", False)
 
 
-@pytest.mark.parametrize("kind", ["page", "screen", "group", "alias"])
-def test_other_segment_calls_are_ignored_not_dead_letters(kind: str) -> None:
-    raw = orjson.dumps({"type": kind, "userId": "c1", "timestamp": "2026-10-05T10:00:00Z"})
+def test_other_segment_calls_are_read_or_ignored_never_dead_letters() -> None:
+    def call(kind: str, **fields: object) -> bytes:
+        return orjson.dumps({"type": kind, "userId": "c1",
+                             "timestamp": "2026-10-05T10:00:00Z", **fields})
     with pytest.raises(Ignored):
-        parse_record(raw, LIMITS)
+        parse_record(call("group", groupId="g1"), LIMITS)
+    assert parse_record(call("page", name="Home"), LIMITS).kind == Kind.PAGE
+    assert parse_record(call("screen"), LIMITS).kind == Kind.PAGE
+    view = parse_record(call("page", properties={"product_id": "p1", "price": 3.0}), LIMITS)
+    assert (view.kind, view.products[0].product_id) == (Kind.PRODUCT_VIEWED, "p1")
+    alias = parse_record(call("alias", previousId="a1"), LIMITS)
+    assert (alias.kind, alias.customer_id, alias.anonymous_id) == (Kind.ALIAS, "c1", "a1")
+    for name in ("Product Added to Wishlist", "Products Searched", "Product List Viewed",
+                 "Coupon Applied", "Order Refunded", "Order Cancelled"):
+        with pytest.raises(Ignored):
+            parse_record(track(name, "c1", 0), LIMITS)
+
+
+def test_user_ids_and_anonymous_ids_are_different_namespaces() -> None:
+    user = parse_record(doc(userId="c1"), LIMITS)
+    anonymous = parse_record(doc(userId=None, anonymousId="c1"), LIMITS)
+    reserved = parse_record(doc(userId="anon:c1"), LIMITS)
+    assert (user.customer_id, anonymous.customer_id, reserved.customer_id) == (
+        "c1", "anon:c1", "user:anon:c1")
+    both = parse_record(doc(userId="c1", anonymousId="a1"), LIMITS)
+    assert (both.customer_id, both.anonymous_id) == ("c1", "a1")

@@ -184,6 +184,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
           f"(config {args.config or DEMO_CONFIG.name})")
     print(summarize(out / "decisions.jsonl", out / "dead-letters.jsonl", outbox))
     print(summarize_more(cfg))
+    from nudge.app.inspection import merged_carts
+
+    merged = merged_carts(cfg, out / "decisions.jsonl")
+    if merged:
+        print(merged)
     from nudge.app.report import format_text, from_config
     from nudge.app.reporthtml import write_html
 

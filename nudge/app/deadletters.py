@@ -34,7 +34,7 @@ from nudge.core.config import Config
 from nudge.core.errors import InputError, NudgeError
 from nudge.core.records import DeadLetter, Position
 from nudge.core.timefmt import to_iso
-from nudge.flows.parse import Ignored, Limits, parse_record
+from nudge.flows.parse import Ignored, Limits, Refused, parse_record
 from nudge.state.replayed import ReplayStore, letter_key
 
 FIRST = 3  # source positions shown per reason in the summary
@@ -156,7 +156,7 @@ def plan(letters: Iterable[Stored | Unreadable], config: Config, store: ReplaySt
     `now_ms` is the one wall-clock read: the parser's bound on future timestamps, and
     `max_age`'s reference."""
     report = Report()
-    limits = Limits.from_config(config.events, now_ms=now_ms)
+    limits = Limits.from_config(config.events, now_ms=now_ms, identity=config.identity)
     seen: set[str] = set()
     parts: set[int] | None = None  # kafka.topic's partitions, looked up when first needed
     for item in letters:
@@ -192,6 +192,8 @@ def plan(letters: Iterable[Stored | Unreadable], config: Config, store: ReplaySt
             continue
         try:
             event = parse_record(d.raw, limits, pos.offset)
+        except Refused as exc:  # valid under its other identifier: re-fed as that
+            event = exc.event
         except InputError as exc:
             report.still[exc.reason] += 1
             report.example(f"still {exc.reason}", pos.describe())

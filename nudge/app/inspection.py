@@ -8,6 +8,7 @@ record's last event time (or `--at`), against the state its shard shared at that
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from nudge.core.config import Config
@@ -76,7 +77,70 @@ def profile(config: Config, customer_id: str, at: int | None = None) -> dict[str
             {"trigger": d[0], "episode": d[1], "stage": d[2], "due": to_iso(d[3]),
              "outcome": d[4], "reason": d[5], "variant": d[6]} for d in reversed(c.decisions)],
         "awaiting_attribution": len(c.outcomes),
+        "identity": identity(customer_id, c),
     }
+
+
+def identity(customer_id: str, c: Any) -> dict[str, Any]:
+    """The customer's namespace, linked anonymous ids, and where each part of the history
+    came from (nudge/state/identity_records.py keeps it)."""
+    from nudge.core.ids import is_anonymous_key
+    from nudge.state import identity_records as ir
+
+    brought: dict[str, str] = {}
+    links = []
+    for entry in c.links:
+        x = entry[ir.ANON]
+        for pid in entry[ir.CART]:
+            brought[pid] = x
+        links.append({
+            "anonymous_id": x,
+            "linked_at": _iso(entry[ir.LINKED_AT]),  # None: linked before this record
+            "merged_events": dict(entry[ir.KINDS]),
+            "history_from": _iso(entry[ir.FIRST]) if entry[ir.KINDS] else None,
+            "history_to": _iso(entry[ir.LAST]) if entry[ir.KINDS] else None,
+            "cart_lines_brought": list(entry[ir.CART]),
+            "events_after_link": entry[ir.LATER]})
+    own = "its anonymous session" if is_anonymous_key(customer_id) else "the customer's own events"
+    return {
+        "namespace": "anonymous" if is_anonymous_key(customer_id) else "user",
+        "linked_anonymous_ids": links,
+        "cart": [{"product_id": pid, "quantity": line[2], "price": line[1],
+                  "from": f"anonymous id {brought[pid]}" if pid in brought else own}
+                 for pid, line in c.cart.items()],
+    }
+
+
+def merged_carts(config: Config, decisions: Path) -> str | None:
+    """A line for the demo: cart emails sent to customers whose cart started anonymous."""
+    import orjson
+
+    sent: dict[str, int] = {}
+    if not decisions.exists() or not config.outputs.profiles:
+        return None
+    with decisions.open("rb") as f:
+        for line in f:
+            d = orjson.loads(line)
+            if d["outcome"] == "sent" and d["trigger"] == "cart_abandonment":
+                sent[d["customer_id"]] = sent.get(d["customer_id"], 0) + 1
+    store = ProfileStore(config.outputs.profiles, read_only=True)
+    linked, recovered, emails = 0, [], 0
+    try:
+        for cid, n in sorted(sent.items()):
+            raw = store.get(cid)
+            c = decode(raw) if raw is not None else None
+            if c is not None and c.links:
+                linked += 1
+                if any(entry[5] for entry in c.links):
+                    recovered.append(cid)
+                    emails += n
+    finally:
+        store.close()
+    if not linked:
+        return None
+    example = f" (e.g. nudge inspect {recovered[0]})" if recovered else ""
+    return (f"identity: {len(recovered)} shoppers whose cart started anonymous got {emails} "
+            f"cart emails after logging in{example}")
 
 
 def model_report(config: Config) -> dict[str, Any]:

@@ -106,7 +106,8 @@ def one_line(raw: bytes, config: Config) -> bytes:
     if b"\n" not in raw and b"\r" not in raw:
         return raw
     line = raw.replace(b"\r", b" ").replace(b"\n", b" ")
-    limits = Limits.from_config(config.events, now_ms=int(time.time() * 1000))
+    limits = Limits.from_config(config.events, now_ms=int(time.time() * 1000),
+                                identity=config.identity)
     if parse_record(line, limits) != parse_record(raw, limits):
         raise NudgeError("internal: a record changed when its line breaks became spaces")
     return line

@@ -251,6 +251,43 @@ class _Timeline(list[tuple[int, dict[str, Any]]]):
         return [*self, *self.responder.answers]
 
 
+_SHOP = frozenset(("Product Viewed", "Product Added", "Product Removed", "Cart Viewed",
+                   "Checkout Started"))
+
+
+def _logs_in_at_the_cart(rng: random.Random, events: list[tuple[int, dict[str, Any]]],
+                         aid: str) -> list[tuple[int, dict[str, Any]]]:
+    """The shopper browses and fills the cart logged out (a browser's anonymousId), and logs
+    in at the cart: an identify carrying both ids (or, for some, an identify and an `alias`).
+    Shoppers who never reach a cart are left as they were."""
+    first = next((i for i, (_, ev) in enumerate(events) if ev["type"] == "identify"), None)
+    cart = next((i for i, (_, ev) in enumerate(events) if ev.get("event") == "Cart Viewed"),
+                None)
+    if first is None or cart is None or cart < first:
+        return events
+    t_login = events[cart][0] - rng.randint(1, 20) * SECOND
+    out: list[tuple[int, dict[str, Any]]] = []
+    for i, (ts, ev) in enumerate(events):
+        if i == first:
+            continue
+        if i < cart and ev.get("event") in _SHOP:
+            logged_out = {k: v for k, v in ev.items() if k != "userId"}
+            logged_out["anonymousId"] = aid
+            out.append((min(ts, t_login - (cart - i) * SECOND), logged_out))
+        elif i == cart:
+            out.append((ts, {**ev, "anonymousId": aid}))
+        else:
+            out.append((ts, ev))
+    login = dict(events[first][1])
+    if rng.random() < 0.3:
+        out.append((t_login - SECOND, login))
+        out.append((t_login, {"type": "alias", "previousId": aid, "userId": login["userId"]}))
+    else:
+        out.append((t_login, {**login, "anonymousId": aid}))
+    out.sort(key=lambda x: x[0])
+    return out
+
+
 def _order(rng: random.Random, ident: dict[str, str], products: list[dict[str, Any]],
            value: float) -> dict[str, Any]:
     return {"type": "track", "event": "Order Completed", **ident,
@@ -263,7 +300,8 @@ BAD = [
     ("invalid_utf8", lambda r: b'{"type":"track","event":"Product \xc3\x28"}'),
     ("array", lambda r: b'[{"type":"track"}]'),
     ("number", lambda r: b"42"),
-    ("unknown_type", lambda r: b'{"type":"page","userId":"c1","timestamp":"2026-10-05T10:00:00Z"}'),
+    ("unknown_type", lambda r: b'{"type":"pageview","userId":"c1",'
+                               b'"timestamp":"2026-10-05T10:00:00Z"}'),
     ("unknown_event", lambda r: b'{"type":"track","event":"Wishlist Shared","userId":"c1",'
                                 b'"timestamp":"2026-10-05T10:00:00Z"}'),
     ("missing_id", lambda r: b'{"type":"track","event":"Product Viewed",'
@@ -292,8 +330,9 @@ BAD = [
 def iter_events(*, customers: int, days: float = 7, seed: int = 7,
                 start: str = "2026-10-05T00:00:00Z", bad_ratio: float = 0.0,
                 anonymous_share: float = 0.05, duplicate_ratio: float = 0.002,
-                sessions_mean: float = 2.2, returning_share: float = 0.15,
-                comeback_share: float = 0.3, respond: bool = False,
+                login_share: float = 0.0, sessions_mean: float = 2.2,
+                returning_share: float = 0.15, comeback_share: float = 0.3,
+                respond: bool = False,
                 stats: Counter[str] | None = None) -> Iterator[bytes]:
     """Lines in time order. Memory stays small: customers are generated lazily as their
     first event comes due and merged by time with a heap. With `respond`, shoppers answer
@@ -344,9 +383,13 @@ def iter_events(*, customers: int, days: float = 7, seed: int = 7,
                 continue
             anon = not back and crng.random() < anonymous_share
             cid = f"anon-{i:07d}" if anon else f"c{i:07d}"
-            for ts, ev in _customer_events(crng, cid, arrivals[i], end, anon, sessions_mean,
-                                           returning=back,
-                                           responder=None if anon else responder):
+            events = _customer_events(crng, cid, arrivals[i], end, anon, sessions_mean,
+                                      returning=back, responder=None if anon else responder)
+            # Its own generator, so the other shoppers' streams stay as they were.
+            lrng = random.Random(seed * 1_000_003 + i)
+            if not anon and not back and lrng.random() < login_share:
+                events = _logs_in_at_the_cart(lrng, events, f"a-{i:07d}-{lrng.randrange(99)}")
+            for ts, ev in events:
                 seq += 1
                 heapq.heappush(heap, (ts, seq, i, ev))
 
@@ -380,11 +423,12 @@ def iter_events(*, customers: int, days: float = 7, seed: int = 7,
 def generate(out: Path | IO[bytes], *, customers: int, days: float = 7, seed: int = 7,
              start: str = "2026-10-05T00:00:00Z", bad_ratio: float = 0.0,
              anonymous_share: float = 0.05, duplicate_ratio: float = 0.002,
-             respond: bool = True) -> SampleStats:
+             respond: bool = True, login_share: float = 0.25) -> SampleStats:
     counts: Counter[str] = Counter()
     lines = iter_events(customers=customers, days=days, seed=seed, start=start,
                         bad_ratio=bad_ratio, anonymous_share=anonymous_share,
-                        duplicate_ratio=duplicate_ratio, respond=respond, stats=counts)
+                        login_share=login_share, duplicate_ratio=duplicate_ratio,
+                        respond=respond, stats=counts)
     if isinstance(out, Path):
         if out.suffix == ".gz":
             import gzip

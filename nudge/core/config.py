@@ -101,6 +101,40 @@ class EventsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class IdentityConfig:
+    """Segment's identity model (docs/identity.md): an anonymous id's history follows its user."""
+
+    enabled: bool = setting(
+        True, "Link anonymous ids to users (an event carrying both, or `alias`) and merge the "
+              "anonymous history into the user's record; off: the two namespaces stay apart.")
+    shards: Positive = setting(
+        2, "Keys of each identity step (links by user, identity by anonymous id); stored "
+           "schema like `shards`.")
+    max_anonymous_ids: Positive = setting(
+        5, "Anonymous ids a customer may take within `anonymous_ids_window` (Segment's "
+           "default); more are refused (`too_many_anonymous_ids`).")
+    anonymous_ids_window: Duration = setting(
+        parse_duration("7d"), "The window of `max_anonymous_ids`.")
+    blocked_ids: tuple[str, ...] = setting(
+        ("null", "undefined", "anonymous", "0", "-1", "none", "nil"),
+        "Values that are never an identifier, in any case (an empty one never is either): "
+        "they would glue strangers into one profile (`blocked_id`).")
+    history_events: Positive = setting(
+        200, "An anonymous id's most recent events kept for its merge.")
+    history_window: Duration = setting(
+        parse_duration("7d"), "... and of those, only the ones this recent (an older session "
+                              "does not merge).")
+    ttl: Duration = setting(
+        parse_duration("30d"), "An anonymous id idle this long is forgotten (links too).")
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        if self.anonymous_ids_window <= 0:
+            yield "anonymous_ids_window", "must be longer than 0"
+        if self.ttl < self.anonymous_ids_window:
+            yield "ttl", "must be at least identity.anonymous_ids_window"
+
+
+@dataclass(frozen=True, slots=True)
 class CapsConfig:
     max_emails: Positive = setting(1, "Emails a customer gets at most within `window`, across "
                                       "all journeys.")
@@ -317,6 +351,8 @@ class Config:
         64, "Customer shards; stored schema: recovery state is keyed by shard.")
     kafka: KafkaConfig = section(KafkaConfig, "The Kafka brokers and topics.")
     events: EventsConfig = section(EventsConfig, "What counts as a valid event, and event time.")
+    identity: IdentityConfig = section(IdentityConfig, "Anonymous ids and users: links and "
+                                                       "merges.")
     triggers: tuple[TriggerConfig, ...] = setting(
         doc="Journeys, each `[triggers.<name>]`; a preset's name starts from the preset.",
         factory=default_triggers, parse=lambda t, name: parse_triggers(t.table(name)),

@@ -16,6 +16,8 @@ gives the same log ids across restarts. Until it is called, a random per-process
 >>> use_log_key(b"j" * 32)
 >>> log_id("customer-42")
 'de6ec87410e5'
+>>> user_key("c1"), user_key("anon:c1"), anonymous_key("c1")
+('c1', 'user:anon:c1', 'anon:c1')
 """
 
 from __future__ import annotations
@@ -23,6 +25,55 @@ from __future__ import annotations
 import hashlib
 import os
 import zlib
+from typing import Final
+
+# Anonymous ids and user ids are different namespaces: `anonymousId: "c1"` is not user c1.
+# A customer key is the userId as it is (almost always), `user:` + the userId for the rare
+# userId that itself starts with a reserved prefix, or `anon:` + the anonymousId: no two
+# identifiers of different namespaces ever share a key, and nothing is rejected.
+ANON_PREFIX: Final = "anon:"
+USER_PREFIX: Final = "user:"
+_RESERVED: Final = (ANON_PREFIX, USER_PREFIX)
+
+
+def user_key(user_id: str) -> str:
+    return USER_PREFIX + user_id if user_id.startswith(_RESERVED) else user_id
+
+
+def anonymous_key(anonymous_id: str) -> str:
+    return ANON_PREFIX + anonymous_id
+
+
+def is_anonymous_key(key: str) -> bool:
+    return key.startswith(ANON_PREFIX)
+
+
+def anonymous_of(key: str) -> str:
+    """The anonymousId of an anonymous customer key."""
+    return key[len(ANON_PREFIX):]
+
+
+def id_shard(identifier: str, shards: int) -> int:
+    """The identity shard of an anonymous id or a user id (nudge/state/identity.py, links.py)."""
+    return zlib.crc32(identifier.encode()) % shards
+
+
+def shard_key(shard: int) -> str:
+    """Shard keys are stored schema (recovery state is keyed by them): never change these."""
+    return f"shard-{shard:04d}"
+
+
+def links_key(shard: int) -> str:
+    return f"links-{shard:04d}"
+
+
+def identity_key(shard: int) -> str:
+    return f"identity-{shard:04d}"
+
+
+def user_of(key: str) -> str:
+    """The userId of a user customer key (the inverse of user_key)."""
+    return key[len(USER_PREFIX):] if key.startswith(USER_PREFIX) else key
 
 _log_key = os.urandom(32)
 

@@ -17,7 +17,14 @@ EVENTS = Counter("nudge_events_total", "Valid events parsed", ["partition"])
 DEAD_LETTERS = Counter("nudge_dead_letters_total", "Records dead-lettered", ["stage", "reason"])
 LATE = Counter("nudge_late_events_total",
                "Events older than the partition watermark, raised to it", ["partition"])
-IGNORED = Counter("nudge_ignored_events_total", "Events named in events.ignore", ["partition"])
+IGNORED = Counter("nudge_ignored_events_total",
+                  "Calls accepted and not acted on (group, COUNTED_ONLY, events.ignore)",
+                  ["partition"])
+IGNORED_BY_NAME = Counter("nudge_ignored_calls_total",
+                          "Calls accepted and not acted on, by event name or call type",
+                          ["event"])
+IDENTITY = Counter("nudge_identity_total",
+                   "Identity: links, merges, merged events and refusals by reason", ["what"])
 DUPLICATES = Counter("nudge_duplicate_events_total", "Repeated messageIds dropped", ["shard"])
 DECISIONS = Counter("nudge_decisions_total", "Journey decisions", ["trigger", "outcome", "reason"])
 SEGMENT_CHANGES = Counter("nudge_segment_changes_total", "Segment membership changes",

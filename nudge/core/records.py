@@ -48,6 +48,13 @@ class Kind:
     EMAIL_MARKED_SPAM: Final = 13
     ERASURE_REQUESTED: Final = 14
     SUBSCRIBED: Final = 15
+    # 20-39: identity (nudge/state/links.py, nudge/state/identity.py) and the calls and
+    # e-commerce events that only count for engagement.
+    PAGE: Final = 20  # a `page` or `screen` call without product properties
+    ALIAS: Final = 21  # alias: customer_id = userId, anonymous_id = previousId
+    LINK: Final = 22  # links -> identity: anonymous_id now belongs to customer_id
+    MERGE: Final = 23  # identity -> customers: an anonymous id's history, for its user
+    RETIRE: Final = 24  # identity -> customers: an anonymous record whose history moved
 
 
 # Segment spec track event names (e-commerce v2, their v1 aliases, email events) -> Kind.
@@ -78,6 +85,17 @@ TRACK_NAMES: dict[str, int] = {
 CONSENT_KINDS: Final = frozenset((Kind.UNSUBSCRIBED, Kind.SUBSCRIBED, Kind.EMAIL_BOUNCED,
                                   Kind.EMAIL_MARKED_SPAM, Kind.ERASURE_REQUESTED))
 EMAIL_KINDS: Final = frozenset((Kind.EMAIL_OPENED, Kind.EMAIL_CLICKED, Kind.EMAIL_DELIVERED))
+
+# The rest of Segment's e-commerce spec that shops send every day: accepted, counted
+# (nudge_ignored_events_total{event}) and deliberately not acted on, never a dead letter.
+COUNTED_ONLY: frozenset[str] = frozenset((
+    "Product Added to Wishlist", "Product Removed from Wishlist", "Wishlist Product Added to Cart",
+    "Products Searched", "Product List Viewed", "Product List Filtered", "Product Clicked",
+    "Product Shared", "Cart Shared", "Product Reviewed", "Promotion Viewed",
+    "Promotion Clicked", "Coupon Entered", "Coupon Applied", "Coupon Denied", "Coupon Removed",
+    "Checkout Step Viewed", "Checkout Step Completed", "Payment Info Entered",
+    "Order Updated", "Order Refunded", "Order Cancelled",
+))
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,10 +198,21 @@ class Event(msgspec.Struct, frozen=True, gc=False):
     traits: Traits | None = None
     email: EmailRef | None = None  # engagement events that name their email
     consent: ConsentInfo | None = None  # CONSENT_KINDS
+    # Identity (nudge/state/links.py, identity.py). From parse: the anonymousId of an event
+    # that also carries a userId (or an alias's previousId); an event with only an
+    # anonymousId has customer_id `anon:<id>` (nudge.core.ids) and no anonymous_id. On the
+    # way to a customer shard it is set only on an event that reached a user through its
+    # anonymous id alone (it may not change that user's consent).
+    anonymous_id: str | None = None
+    history: tuple[Event, ...] = ()  # Kind.MERGE: the anonymous id's events, in order
 
     def at(self, ts: int) -> Event:
         """The same event with another effective time (a late event raised to the watermark)."""
         return msgspec.structs.replace(self, ts=ts)
+
+    def keyed(self, customer_id: str, anonymous_id: str | None) -> Event:
+        """The same event for another customer key and anonymous id (identity)."""
+        return msgspec.structs.replace(self, customer_id=customer_id, anonymous_id=anonymous_id)
 
 
 # What backslashreplace leaves for an undecodable byte.

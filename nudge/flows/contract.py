@@ -1,10 +1,13 @@
 """The event contract: raw bytes -> Event, or InputError with a stable reason. Pure, no Bytewax.
 
 The contract is the Segment spec (https://segment.com/docs/connections/spec/): `track` with
-the e-commerce v2 event names (v1 aliases accepted), the email engagement events, and
-`identify` (its traits at the top or, as RudderStack sends them, under `context.traits`);
-`page`, `screen`, `group` and `alias` are valid and ignored. A customer is keyed by `userId`,
-else `anonymousId`.
+the e-commerce v2 event names (v1 aliases accepted), the email engagement events,
+`identify` (its traits at the top or, as RudderStack sends them, under `context.traits`),
+`page` and `screen` (engagement, or a product view when they carry a product), `alias`, and
+`group` (accepted and ignored, like the rest of the e-commerce spec in COUNTED_ONLY). A
+customer is keyed by `userId`, else by `anonymousId` in its own namespace (nudge.core.ids:
+an anonymousId never acts as the user of the same id). Values in `identity.blocked_ids` are
+never identifiers.
 
 Two paths give the same Event for every record the first one accepts:
   - the fast path decodes and type-checks in one pass with msgspec into the structs of
@@ -38,10 +41,12 @@ import msgspec
 import orjson
 
 from nudge.core.address import canonical
-from nudge.core.config import EventsConfig
+from nudge.core.config import EventsConfig, IdentityConfig
 from nudge.core.errors import InputError
+from nudge.core.ids import ANON_PREFIX, USER_PREFIX, anonymous_key, user_key
 from nudge.core.records import (
     CONSENT_KINDS,
+    COUNTED_ONLY,
     EMAIL_KINDS,
     TRACK_NAMES,
     ConsentInfo,
@@ -63,11 +68,10 @@ from nudge.flows.wire import (
     decode,
 )
 
-# Segment's other call types: valid, and of no use to a journey (dropped and counted, as
-# `events.ignore` names are)
-OTHER_TYPES = frozenset(("page", "screen", "group", "alias"))
-
 SINGLE_PRODUCT = frozenset((Kind.PRODUCT_VIEWED, Kind.PRODUCT_ADDED, Kind.PRODUCT_REMOVED))
+
+# "" and every character str.strip() removes: a blank or padded id is checked in full
+_SPACES: Final = frozenset(["", *(c for c in map(chr, range(0x3001)) if c.isspace())])
 
 # Events before this are certainly bogus (an unset clock, a seconds/ms mix-up).
 MIN_TIMESTAMP: Final = 946_684_800_000  # 2000-01-01T00:00:00Z
@@ -79,20 +83,53 @@ class Limits:
     min_ts: int
     max_ts: int
     ignore: frozenset[str]
+    blocked: frozenset[str] = frozenset(IdentityConfig().blocked_ids)
+    # first characters a blocked value (any case, or blank) can start with: most ids are
+    # cleared by one set lookup
+    blocked_first: frozenset[str] = frozenset()
 
     @classmethod
-    def from_config(cls, events: EventsConfig, *, now_ms: int) -> Limits:
+    def from_config(cls, events: EventsConfig, *, now_ms: int,
+                    identity: IdentityConfig | None = None) -> Limits:
         """`now_ms` bounds timestamps from the future: the one wall-clock read of parse.
 
         It only rejects timestamps no producer can honestly send (beyond now + skew); it
         never moves event time, so replays of past data parse identically on any day.
         """
+        blocked = frozenset(b.strip().lower() for b in (identity or IdentityConfig()).blocked_ids)
+        first = {c for b in blocked for c in (b[:1].lower(), b[:1].upper())}
+        first |= _SPACES
         return cls(events.max_payload_bytes, MIN_TIMESTAMP, now_ms + events.max_future_skew,
-                   frozenset(events.ignore))
+                   frozenset(events.ignore), blocked, frozenset(first))
 
 
 class Ignored(Exception):
-    """A well-formed event whose name the config lists under `events.ignore`."""
+    """A well-formed call Nudge deliberately does not act on: a `group`, an event of
+    COUNTED_ONLY, or a name the config lists under `events.ignore`. Counted by name."""
+
+
+class Refused(Exception):
+    """A valid event one of whose identifiers is refused (a blocked value): the event is
+    kept under its other identifier, and the refusal is a dead letter (stage "identity")."""
+
+    def __init__(self, event: Event, reason: str, detail: str) -> None:
+        super().__init__(reason)
+        self.event = event
+        self.reason = reason
+        self.detail = detail
+
+
+_RESERVED: Final = (ANON_PREFIX, USER_PREFIX)
+_BLOCKED_LEN: Final = 16
+
+
+def blocked(identifier: str, limits: Limits) -> bool:
+    """A value no identifier may have (`identity.blocked_ids`, any case, blank too)."""
+    if len(identifier) > _BLOCKED_LEN or (
+            limits.blocked_first and identifier[:1] not in limits.blocked_first):
+        return False
+    bare = identifier.strip()
+    return not bare or bare.lower() in limits.blocked
 
 
 def _fail(reason: str, detail: str) -> InputError:
@@ -142,9 +179,26 @@ def _fast(raw: bytes, limits: Limits, offset: int, part: int) -> Event | None:
         d = decode(raw)
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return None  # RecursionError: deep nesting, which the full path names
-    cid = d.userId or d.anonymousId
-    if cid is None:
+    uid, aid = d.userId, d.anonymousId
+    if uid is not None:
+        if uid.startswith(_RESERVED) or blocked(uid, limits) or \
+                (aid is not None and blocked(aid, limits)):
+            return None
+        cid = uid
+    elif aid is not None:
+        if blocked(aid, limits):
+            return None
+        cid = ANON_PREFIX + aid
+        aid = None  # the customer key says it all
+    else:
         return None
+    ev = _fast_event(d, cid, limits, offset, part)
+    if ev is None or aid is None:
+        return ev
+    return ev.keyed(cid, aid)
+
+
+def _fast_event(d: Any, cid: str, limits: Limits, offset: int, part: int) -> Event | None:
     try:
         ts = to_ms(d.timestamp)
     except (OverflowError, OSError, ValueError):
@@ -168,10 +222,17 @@ def _fast(raw: bytes, limits: Limits, offset: int, part: int) -> Event | None:
         return Event(ts, cid, offset, part, Kind.IDENTIFY, mid, (), None, 0.0,
                      Traits(email, t.first_name, t.last_name, t.timezone,
                             t.marketing_consent))
-    if d.type != "track" or d.event is None:
-        return None
-    kind = TRACK_NAMES.get(d.event)
-    if kind is None:
+    if d.type == "track":
+        if d.event is None:
+            return None
+        kind = TRACK_NAMES.get(d.event)
+        if kind is None:
+            return None
+    elif d.type in ("page", "screen"):
+        if d.properties is None or d.properties.product_id is None:
+            return Event(ts, cid, offset, part, Kind.PAGE, mid)
+        kind = Kind.PRODUCT_VIEWED
+    else:
         return None
     p = d.properties
     if kind in SINGLE_PRODUCT:
@@ -377,30 +438,75 @@ def _timestamp(doc: dict[str, Any], limits: Limits) -> int:
     return _in_range(timestamp_ms(raw), raw, limits)
 
 
-def _full(doc: dict[str, Any], limits: Limits, offset: int, part: int = 0) -> Event:
-    """Every event type, every check, each failure named."""
-    kind_name = doc.get("type")
-    customer_id = (_text(doc, "userId", "record", limit=MAX_ID)
-                   or _text(doc, "anonymousId", "record", limit=MAX_ID))
-    mid = doc.get("messageId")
+def _ids(doc: dict[str, Any], kind: int, limits: Limits) -> tuple[str, str | None, str | None]:
+    """(customer key, anonymous id to link or None, refused identifier or None)."""
+    uid = _text(doc, "userId", "record", limit=MAX_ID) or None
+    if kind == Kind.ALIAS:
+        prev = _text(doc, "previousId", "record", limit=MAX_ID) or None
+        if uid is None or prev is None:
+            raise _fail("missing_field", "alias needs a previousId and a userId")
+        for name, value in (("userId", uid), ("previousId", prev)):
+            if blocked(value, limits):
+                raise _fail("blocked_id", f"{name} {value!r:.20} is a blocked identifier "
+                                          "value (identity.blocked_ids)")
+        return user_key(uid), prev, None
+    aid = _text(doc, "anonymousId", "record", limit=MAX_ID) or None
+    if uid is None and aid is None:
+        raise _fail("missing_id", "neither userId nor anonymousId is set")
+    ub = uid is not None and blocked(uid, limits)
+    ab = aid is not None and blocked(aid, limits)
+    if uid is not None and not ub:
+        return user_key(uid), None if ab else aid, "anonymousId" if ab else None
+    if aid is not None and not ab:
+        return anonymous_key(aid), None, "userId" if ub else None
+    shown = uid if uid is not None else aid
+    raise _fail("blocked_id", f"{'userId' if uid is not None else 'anonymousId'} "
+                              f"{shown!r:.20} is a blocked identifier value "
+                              "(identity.blocked_ids), and no other identifier is set")
+
+
+def _kind(doc: dict[str, Any], kind_name: Any, limits: Limits) -> int:
     if kind_name == "track":
         name = doc.get("event")
         if not isinstance(name, str):
             raise _fail("missing_field", "track needs an event name")
         kind = TRACK_NAMES.get(name)
         if kind is None:
-            if name in limits.ignore:
+            if name in limits.ignore or name in COUNTED_ONLY:
                 raise Ignored(name)
             raise _fail("unknown_event", f"event {name!r:.80} is not a known e-commerce event")
-    elif kind_name == "identify":
-        kind = Kind.IDENTIFY
-    elif kind_name in OTHER_TYPES:
-        raise Ignored(str(kind_name))
-    else:
-        raise _fail("unknown_type", f"type {kind_name!r:.40} is not one of track, identify, "
-                                    "page, screen, group, alias")
-    if not customer_id:
-        raise _fail("missing_id", "neither userId nor anonymousId is set")
+        return kind
+    if kind_name == "identify":
+        return Kind.IDENTIFY
+    if kind_name in ("page", "screen"):
+        props = doc.get("properties")
+        product = isinstance(props, dict) and props.get("product_id") not in (None, "")
+        return Kind.PRODUCT_VIEWED if product else Kind.PAGE
+    if kind_name == "alias":
+        return Kind.ALIAS
+    if kind_name == "group":
+        raise Ignored("group")
+    raise _fail("unknown_type", f"type {kind_name!r:.40} is not one of track, identify, page, "
+                                "screen, group, alias")
+
+
+def _full(doc: dict[str, Any], limits: Limits, offset: int, part: int = 0) -> Event:
+    """Every call type, every check, each failure named."""
+    kind = _kind(doc, doc.get("type"), limits)
+    customer_id, anonymous_id, refused = _ids(doc, kind, limits)
+    ev = _full_event(doc, kind, customer_id, limits, offset, part)
+    if anonymous_id is not None:
+        ev = ev.keyed(customer_id, anonymous_id)
+    if refused is not None:
+        raise Refused(ev, "blocked_id", f"{refused} is a blocked identifier value "
+                                        "(identity.blocked_ids): the event was kept under the "
+                                        "other identifier, without linking them")
+    return ev
+
+
+def _full_event(doc: dict[str, Any], kind: int, customer_id: str, limits: Limits,
+                offset: int, part: int) -> Event:
+    mid = doc.get("messageId")
     if mid is not None and not isinstance(mid, str):
         raise _fail("wrong_type", "messageId must be a string")
     if mid is not None and len(mid) > MAX_MESSAGE_ID:
@@ -411,6 +517,8 @@ def _full(doc: dict[str, Any], limits: Limits, offset: int, part: int = 0) -> Ev
     if kind == Kind.IDENTIFY:
         return Event(ts, customer_id, offset, part, kind, mkey, (), None, 0.0,
                      _traits(_identify_traits(doc)))
+    if kind in (Kind.PAGE, Kind.ALIAS):
+        return Event(ts, customer_id, offset, part, kind, mkey)
     props = doc.get("properties")
     if props is None:
         props = {}
@@ -434,7 +542,8 @@ def _full(doc: dict[str, Any], limits: Limits, offset: int, part: int = 0) -> Ev
 
 
 def parse_record(raw: bytes, limits: Limits, offset: int = 0, part: int = 0) -> Event:
-    """One record -> one Event. Raises InputError (dead letter) or Ignored."""
+    """One record -> one Event. Raises InputError (dead letter), Ignored, or Refused (the
+    event, and a dead letter for the identifier it refused)."""
     if len(raw) > limits.max_payload:
         raise _fail("payload_too_large", f"{len(raw)} bytes (max {limits.max_payload})")
     event = _fast(raw, limits, offset, part)

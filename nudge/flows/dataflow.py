@@ -43,9 +43,10 @@ from nudge.flows.addresses import AddressesLogic, to_addresses, via_addresses
 from nudge.flows.catalog import CatalogChunk, CatalogParseLogic
 from nudge.flows.customers import CustomersLogic
 from nudge.flows.decide import DECIDE_KEY, DecideLogic
+from nudge.flows.identity import identity_steps
 from nudge.flows.parse import ParseLogic
 from nudge.flows.profiles import ProfileSink
-from nudge.flows.route import route
+from nudge.flows.route import Routes, route
 from nudge.flows.sinks import (
     dead_letter_line,
     dead_letters_sink,
@@ -100,6 +101,11 @@ _DELIVERED = (OUTCOME_SENT, OUTCOME_ERASED)
 _FOR_DECIDE = (Decision, ShardMark, ItemDelta)
 
 
+def routes(config: Config) -> Routes:
+    n = config.identity.shards if config.identity.enabled else 0
+    return Routes(config.shards, n, n)
+
+
 def _kind(cls: type) -> Any:
     return lambda item: type(item[1]) is cls
 
@@ -147,12 +153,16 @@ def build_flow(config: Config, *, source: Source[Any] | None = None,
     flow = Dataflow("nudge")
     raw = op.input("sources", flow, source)
     # (partition key, RawChunk): a batch of one source partition, in partition order
-    parsed = op.stateful_batch("parse", raw, partial(ParseLogic, config.events))
+    parsed = op.stateful_batch("parse", raw, partial(ParseLogic, config.events,
+                                                     identity=config.identity))
     # (partition key, ParsedChunk): events with effective times, dead letters, watermark
     bad_input = op.flat_map("dead_letters", parsed, lambda item: item[1].dead)
     # DeadLetter
-    routed = op.flat_map("route", parsed, partial(route, shards=config.shards))
-    # (shard key, ShardChunk): a shard's events of one chunk, then the partition's tick
+    routed = op.flat_map("route", parsed, partial(route, shards=routes(config)))
+    # (shard key | links key | identity key, ShardChunk): a chunk's events per destination,
+    # then the partition's tick
+    routed, identity_dead = identity_steps(config, routed)
+    # (shard key, ShardChunk) from route and the identity steps (nudge/flows/identity.py)
     shards = op.stateful_batch(
         "customers", routed, partial(CustomersLogic, program, bool(outputs.profiles)))
     # (shard key, Decision | ShardMark | ItemDelta | SegmentChange | Outcome | ProfileWrite)
@@ -209,6 +219,7 @@ def build_flow(config: Config, *, source: Source[Any] | None = None,
         # ("profiles", ProfileWrite)
         op.output("profiles", writes, ProfileSink(outputs.profiles))
 
+    bad_input = op.merge("input_dead_letters", bad_input, identity_dead)
     if config.delivery.transport == "none" and email_sink is None:
         # Dry run (shadow mode): the decision log only, nothing rendered or sent.
         all_bad = bad_input

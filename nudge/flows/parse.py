@@ -21,12 +21,13 @@ from typing import Any
 from bytewax.operators import StatefulBatchLogic
 
 from nudge.core import metrics
-from nudge.core.config import EventsConfig
+from nudge.core.config import EventsConfig, IdentityConfig
 from nudge.core.errors import InputError
 from nudge.core.records import DeadLetter, Event, ParsedChunk, Position, RawChunk
-from nudge.flows.contract import Ignored, Limits, parse_record
+from nudge.flows.contract import Ignored, Limits, Refused, parse_record
 
-__all__ = ["Ignored", "Limits", "ParseLogic", "PartitionClock", "parse_chunk", "parse_record"]
+__all__ = ["Ignored", "Limits", "ParseLogic", "PartitionClock", "Refused", "parse_chunk",
+           "parse_record"]
 
 
 @dataclass(slots=True)
@@ -89,8 +90,12 @@ def part_ordinal(part: str) -> int:
     return zlib.crc32(part.encode())
 
 
-def parse_chunk(chunk: RawChunk, limits: Limits) -> tuple[list[Event], list[DeadLetter], int]:
-    """Parse a chunk's records in order: (events, dead letters, number ignored)."""
+def parse_chunk(chunk: RawChunk, limits: Limits,
+                ignored_names: dict[str, int] | None = None,
+                ) -> tuple[list[Event], list[DeadLetter], int]:
+    """Parse a chunk's records in order: (events, dead letters, number ignored). A refused
+    identifier gives both the event and a dead letter (stage "identity"). Ignored calls
+    are counted by name into `ignored_names`."""
     events: list[Event] = []
     dead: list[DeadLetter] = []
     ignored = 0
@@ -102,8 +107,15 @@ def parse_chunk(chunk: RawChunk, limits: Limits) -> tuple[list[Event], list[Dead
         except InputError as exc:
             dead.append(DeadLetter("parse", exc.reason, exc.detail,
                                    Position(chunk.source, chunk.partition, offset), raw))
-        except Ignored:
+        except Ignored as exc:
             ignored += 1
+            if ignored_names is not None:
+                name = str(exc)
+                ignored_names[name] = ignored_names.get(name, 0) + 1
+        except Refused as exc:
+            append(exc.event)
+            dead.append(DeadLetter("identity", exc.reason, exc.detail,
+                                   Position(chunk.source, chunk.partition, offset), raw))
     return events, dead, ignored
 
 
@@ -117,8 +129,10 @@ class ParseLogic(StatefulBatchLogic[RawChunk, ParsedChunk, dict[str, Any]]):
     """
 
     def __init__(self, events: EventsConfig, resume: dict[str, Any] | None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 identity: IdentityConfig | None = None) -> None:
         self.events = events
+        self.identity = identity
         self.clock = clock
         self.pclock = PartitionClock(events.allowed_lateness)
         if resume is not None:
@@ -127,10 +141,12 @@ class ParseLogic(StatefulBatchLogic[RawChunk, ParsedChunk, dict[str, Any]]):
             self.pclock.emitted = resume["emitted"]
 
     def on_batch(self, values: list[RawChunk]) -> tuple[list[ParsedChunk], bool]:
-        limits = Limits.from_config(self.events, now_ms=int(self.clock() * 1000))
+        limits = Limits.from_config(self.events, now_ms=int(self.clock() * 1000),
+                                    identity=self.identity)
         out = []
+        names: dict[str, int] = {}
         for chunk in values:
-            events, dead, ignored = parse_chunk(chunk, limits)
+            events, dead, ignored = parse_chunk(chunk, limits, names)
             late_before = self.pclock.late
             events = self.pclock.admit(events)
             if chunk.heartbeat is not None:
@@ -139,6 +155,8 @@ class ParseLogic(StatefulBatchLogic[RawChunk, ParsedChunk, dict[str, Any]]):
             _count(chunk.part, len(events), self.pclock.late - late_before, ignored, dead)
             out.append(ParsedChunk(chunk.part, chunk.n_parts, events, dead, wm, moved,
                                    chunk.final, self.pclock.max_ts))
+        for name, n in names.items():
+            metrics.IGNORED_BY_NAME.labels(name[:64]).inc(n)
         return out, False
 
     def snapshot(self) -> dict[str, Any]:
@@ -154,4 +172,4 @@ def _count(part: str, events: int, late: int, ignored: int, dead: list[DeadLette
     if ignored:
         metrics.IGNORED.labels(part).inc(ignored)
     for d in dead:
-        metrics.DEAD_LETTERS.labels("parse", d.reason).inc()
+        metrics.DEAD_LETTERS.labels(d.stage, d.reason).inc()

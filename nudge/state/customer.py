@@ -17,11 +17,11 @@ from typing import Any, Final
 
 import msgspec
 
-from nudge.core.records import Event, Kind
+from nudge.core.records import Event, Kind, Traits
 from nudge.core.timefmt import DAY, HOUR
 from nudge.state.windows import bump, last_bucket
 
-FORMAT: Final = 4
+FORMAT: Final = 5
 MAX_CART_LINES: Final = 100
 MAX_CATEGORIES: Final = 32
 MAX_RECENT: Final = 8  # recently viewed products (recommendation seeds, co-view pairs)
@@ -29,6 +29,7 @@ MAX_BOUGHT: Final = 20  # recently bought products (excluded from recommendation
 MAX_DECISIONS: Final = 10  # recent decisions, for `nudge inspect`
 MAX_OUTCOMES: Final = 8  # sends and episodes waiting for their attribution window
 MAX_UNSUBS: Final = 64  # journeys unsubscribed from by name (more than any config has)
+MAX_LINKS: Final = 8  # linked anonymous ids remembered for `nudge inspect`
 
 # Counter series: day and hour buckets ([bucket, value, ...], nudge/state/windows.py).
 VIEWS: Final = "v:"  # + category: views per day
@@ -47,9 +48,9 @@ class Customer:
     __slots__ = (
         "bought", "cart", "consent", "consent_at", "counters", "decisions", "email",
         "engagement", "first_name", "first_order", "first_seen", "journeys", "last_name",
-        "last_order", "last_seen", "last_view", "order_gap", "orders", "outcomes", "recent",
-        "seg_due", "seg_next", "segments", "sends", "session", "spend", "timezone", "unsubs",
-        "wake",
+        "last_order", "last_seen", "last_view", "links", "order_gap", "orders", "outcomes",
+        "recent", "seg_due", "seg_next", "segments", "sends", "session", "spend", "timezone",
+        "unsubs", "wake",
     )
 
     def __init__(self) -> None:
@@ -93,6 +94,9 @@ class Customer:
         # [trigger, episode, stage, due, outcome, reason, variant], most recent last
         self.decisions: list[list[Any]] | tuple[()] = ()
         self.wake = 0  # the time of this customer's live entry in the shard's timers
+        # [anonymous id, linked at, {kind: events merged}, first, last, cart product ids
+        #  it brought, events after the link], most recent last (nudge/state/identity.py)
+        self.links: list[list[Any]] | tuple[()] = ()
 
 
 _pack = msgspec.msgpack.Encoder().encode
@@ -105,7 +109,7 @@ def encode(c: Customer) -> bytes:
     snapshot."""
     return _pack([FORMAT, c.bought, c.cart, c.consent, c.consent_at, c.counters,
         c.decisions, c.email, c.engagement, c.first_name, c.first_order, c.first_seen,
-        c.journeys, c.last_name, c.last_order, c.last_seen, c.last_view, c.order_gap,
+        c.journeys, c.last_name, c.last_order, c.last_seen, c.last_view, c.links, c.order_gap,
         c.orders, c.outcomes, c.recent, c.seg_due, c.seg_next, c.segments, c.sends,
         c.session, c.spend, c.timezone, c.unsubs, c.wake])
 
@@ -117,9 +121,9 @@ def decode(data: bytes) -> Customer:
     c = Customer.__new__(Customer)
     (_, c.bought, c.cart, c.consent, c.consent_at, c.counters, c.decisions, c.email,
      c.engagement, c.first_name, c.first_order, c.first_seen, c.journeys, c.last_name,
-     c.last_order, c.last_seen, c.last_view, c.order_gap, c.orders, c.outcomes, c.recent,
-     c.seg_due, c.seg_next, c.segments, c.sends, c.session, c.spend, c.timezone, c.unsubs,
-     c.wake) = v
+     c.last_order, c.last_seen, c.last_view, c.links, c.order_gap, c.orders, c.outcomes,
+     c.recent, c.seg_due, c.seg_next, c.segments, c.sends, c.session, c.spend, c.timezone,
+     c.unsubs, c.wake) = v
     return c
 
 
@@ -235,7 +239,9 @@ def apply_facts(c: Customer, ev: Event) -> None:
         _order(c, ev)
     elif kind == Kind.IDENTIFY:
         t = ev.traits
-        if t is not None:
+        if t is not None and ev.anonymous_id is not None:
+            anonymous_traits(c, t, ts)
+        elif t is not None:
             if t.email is not None:
                 c.email = t.email
             if t.first_name is not None:
@@ -260,7 +266,9 @@ def apply_facts(c: Customer, ev: Event) -> None:
                 c.unsubs = [*c.unsubs, scope]
     elif kind == Kind.SUBSCRIBED:
         scope = ev.consent.scope if ev.consent is not None else "all"
-        if scope == "all":  # an explicit opt-in: to marketing and every journey
+        if ev.anonymous_id is not None and c.consent is not None:
+            pass  # through an anonymous id alone: no opt-in for a user who stated consent
+        elif scope == "all":  # an explicit opt-in: to marketing and every journey
             c.consent = True
             c.consent_at = ts
             c.unsubs = ()
@@ -272,6 +280,24 @@ def apply_facts(c: Customer, ev: Event) -> None:
     elif (kind == Kind.EMAIL_OPENED or kind == Kind.EMAIL_CLICKED) and (  # noqa: PLR1714
             ev.email is None or not ev.email.machine):  # a proxy or a scanner is no person
         _count(c.counters, OPENS if kind == Kind.EMAIL_OPENED else CLICKS, ts // DAY, 1, 30)
+
+
+def anonymous_traits(c: Customer, t: Traits, ts: int) -> None:
+    """An identify that reached this customer through an anonymous id alone (after a link,
+    or in a merged history): it fills what the customer has not said and may withdraw
+    consent, but never overwrites their own profile or gives consent they have stated
+    (refused, or withdrawn by an unsubscribe): an anonymous id is not the user."""
+    if t.email is not None and c.email is None:
+        c.email = t.email
+    if t.first_name is not None and c.first_name is None:
+        c.first_name = t.first_name
+    if t.last_name is not None and c.last_name is None:
+        c.last_name = t.last_name
+    if t.timezone is not None and c.timezone is None:
+        c.timezone = t.timezone
+    if t.marketing_consent is False or (t.marketing_consent is True and c.consent is None):
+        c.consent = t.marketing_consent
+        c.consent_at = ts
 
 
 def _order(c: Customer, ev: Event) -> None:
@@ -299,5 +325,5 @@ def note_decision(c: Customer, entry: list[Any]) -> None:
     c.decisions = [*c.decisions[max(0, len(c.decisions) + 1 - MAX_DECISIONS):], entry]
 
 
-__all__ = ["DAY", "HOUR", "Customer", "apply_facts", "cart_items", "cart_value", "decode",
-           "encode", "note_decision"]
+__all__ = ["DAY", "HOUR", "Customer", "anonymous_traits", "apply_facts", "cart_items",
+           "cart_value", "decode", "encode", "note_decision"]

@@ -78,6 +78,11 @@ def _close(st: list[Any], ts: int) -> None:
     st[LAST_EXIT] = ts
 
 
+def close(st: list[Any], ts: int) -> None:
+    """Close an episode without a decision (an anonymous record whose history moved)."""
+    _close(st, ts)
+
+
 def on_event(c: Customer, ev: Event, env: Env, program: Program) -> bool:
     """Move the journeys for an event whose facts are applied. True if a due time may have
     come earlier (the shard then reschedules the customer)."""

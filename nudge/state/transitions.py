@@ -31,6 +31,7 @@ from nudge.core.records import (
 from nudge.scoring.itemstats import ItemStatsBuilder
 from nudge.scoring.propensity import PropensityModel
 from nudge.state import attribution, engagement, journeys, segments, suppression
+from nudge.state import identity_records as identity
 from nudge.state.customer import Customer, apply_facts
 from nudge.state.features import Context, Env, model_inputs
 from nudge.state.program import Program
@@ -66,6 +67,7 @@ class Shared:
         self.env = Env(f, self._percentile, self._propensity)
         self.out = Out()
         self.dropped_windows = 0
+        self.retired: list[str] = []  # anonymous records whose history moved (shard drops them)
 
     def _percentile(self, c: Customer) -> float:
         return self.ranks.percentile(c.engagement, self.population())
@@ -76,6 +78,10 @@ class Shared:
     def learn(self, inputs: dict[str, float], converted: bool) -> None:
         if self.model is not None:
             self.model.learn(inputs, converted)
+
+
+def engage(c: Customer, shared: Shared, name: str, ts: int) -> None:
+    _engage(c, shared, name, ts)
 
 
 def _engage(c: Customer, shared: Shared, name: str, ts: int) -> None:
@@ -91,7 +97,11 @@ def apply(c: Customer, cid: str, ev: Event, shared: Shared) -> bool:
     wake-up may have come earlier (a later one is found when the timer runs)."""
     program = shared.program
     kind, ts = ev.kind, ev.ts
+    if kind > Kind.PAGE:
+        return identity.on_record(c, cid, ev, shared)
     items = shared.items
+    if ev.anonymous_id is not None:
+        identity.note_later(c, ev.anonymous_id)
     if kind == Kind.PRODUCT_VIEWED:
         if not c.last_view or ts - c.last_view > shared.session_gap:
             c.session = 0
@@ -119,6 +129,8 @@ def apply(c: Customer, cid: str, ev: Event, shared: Shared) -> bool:
                 _engage(c, shared, "email_clicked", ts)
             if ref is not None:
                 attribution.engage(c, cid, kind, ts, ref, shared.out.outcomes)
+    elif kind == Kind.PAGE and (not c.last_seen or ts - c.last_seen > shared.session_gap):
+        _engage(c, shared, "session", ts)  # a page view opens a session as a product view does
     if kind == Kind.IDENTIFY or kind in CONSENT_KINDS:
         was = c.consent
         apply_facts(c, ev)
