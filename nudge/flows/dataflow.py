@@ -219,7 +219,7 @@ def build_flow(config: Config, *, source: Source[Any] | None = None,
         # ("profiles", ProfileWrite)
         op.output("profiles", writes, ProfileSink(outputs.profiles))
 
-    bad_input = op.merge("input_dead_letters", bad_input, identity_dead)
+    bad_input = op.merge("with_identity_dead_letters", bad_input, identity_dead)
     if config.delivery.transport == "none" and email_sink is None:
         # Dry run (shadow mode): the decision log only, nothing rendered or sent.
         all_bad = bad_input
