@@ -33,7 +33,9 @@ def test_collector_fills_ids_and_times_and_keeps_good_messages() -> None:
     no_time = c.collect("identify", {"userId": "u", "traits": {}}, now_ms=NOW).records[0]
     assert orjson.loads(no_time.value)["timestamp"] == "2027-01-15T08:00:00Z"
     page = c.collect("page", {"anonymousId": "a1", "name": "Home"}, now_ms=NOW)
-    assert (len(page.records), page.ignored) == (1, 1)  # stored, and ignored by the flow
+    assert (len(page.records), page.ignored) == (1, 0)  # stored, and engagement for the flow
+    group = c.collect("group", {"anonymousId": "a1", "groupId": "g"}, now_ms=NOW)
+    assert (len(group.records), group.ignored) == (1, 1)  # stored, and ignored by the flow
     batch = c.collect("batch", {"context": {"library": {"name": "x"}}, "batch": [
         {"type": "track", "event": "Product Viewed", "userId": "u",
          "timestamp": "2026-10-05T10:00:00Z", "properties": {"product_id": "p"}},

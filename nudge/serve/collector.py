@@ -38,7 +38,7 @@ import orjson
 from nudge.core.config import EventsConfig
 from nudge.core.errors import InputError
 from nudge.core.timefmt import to_iso
-from nudge.flows.contract import Ignored, Limits, parse_record
+from nudge.flows.contract import Ignored, Limits, Refused, parse_record
 
 TYPES = ("track", "identify", "page", "screen", "group", "alias")
 MAX_BATCH_MESSAGES = 2500  # 500 KB of the smallest useful messages
@@ -144,6 +144,8 @@ class Collector:
                 continue
             except Ignored:
                 out.ignored += 1
+            except Refused:
+                pass  # valid under its other id: the flow dead-letters the refused one
             out.records.append(record)
         return out
 
