@@ -153,8 +153,15 @@ def test_snapshot_round_trip_keeps_pending_updates() -> None:
     back = Catalog.restore(pickle.loads(pickle.dumps(cat.snapshot())))
     for c in (cat, back):
         c.advance(1_000)
-    assert back.entries == cat.entries and back.categories == cat.categories
-    assert back.version == cat.version
+    assert back.products() == cat.products() and back.categories == cat.categories
+    assert back.version == cat.version and len(back) == len(cat) == 7
+    # only the segment of a changed product is encoded again
+    before = cat.snapshot()["segments"]
+    cat.add(upd("p3", 2_000, "changed"))
+    cat.advance(2_000)
+    after = cat.snapshot()["segments"]
+    assert sum(a is not b for a, b in zip(before, after, strict=True)) == 1
+    assert Catalog.restore(cat.snapshot()).get("p3").title == "changed"  # type: ignore[union-attr]
 
 
 # -- decide: decisions joined with the catalog by event time ----------------------------------

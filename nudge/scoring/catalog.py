@@ -14,7 +14,15 @@ worker count or crash-and-resume (the decide step, nudge/flows/decide.py, snapsh
 
 Memory. An entry is kept as one compact bytes value (JSON of its fields) in a dict keyed
 by product id, plus the product's category for the recommendable ones: about 400 bytes of
-RSS per product with a feed's typical titles and URLs (`make bench` measures 1M products). At most
+RSS per product with a feed's typical titles and URLs (`make bench` measures 1M products),
+and its share of the snapshot below.
+
+Snapshots. The decide step is snapshotted every epoch, and a catalog of a million products
+pickled afresh each time would take seconds. Products are split into SEGMENTS by a hash of
+their id; each segment's snapshot form (pickled, zlib-compressed: URLs compress well) is kept
+and rebuilt only when one of its products changed since the last snapshot, so a snapshot of
+a catalog that changes a little costs a little, and the bytes Bytewax pickles are a list of
+SEGMENTS blobs. At most
 `max_products` products are kept (the documented cap, `catalog.max_products`): an update
 for a new product beyond it is refused and counted (`refused`) while products already known
 keep updating; a removal frees its place.
@@ -34,13 +42,16 @@ True
 from __future__ import annotations
 
 import heapq
+import pickle
 import sys
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2  # 2: segments
+SEGMENTS = 256
 DEFAULT_MAX_PRODUCTS = 1_000_000
 IN_STOCK = "in_stock"
 AVAILABILITY = (IN_STOCK, "out_of_stock", "preorder", "backorder")
@@ -122,12 +133,15 @@ class Catalog:
         if max_products < 1:
             raise ValueError("max_products must be positive")
         self.max_products = max_products
-        self.entries: dict[str, bytes] = {}
+        # product id -> encoded entry, one dict per segment (see "Snapshots" above)
+        self.segments: list[dict[str, bytes]] = [{} for _ in range(SEGMENTS)]
+        self.count = 0
         self.categories: dict[str, str] = {}  # in-stock product -> product_type
         self.pending: list[tuple[tuple[int, str, str, int], CatalogUpdate]] = []
         self.at = -(2 ** 62)  # every update at or before this is applied
         self.refused = 0  # updates for new products refused at the cap
         self.version = 0  # moves whenever an entry changes (caches key on it)
+        self._blobs: list[bytes | None] = [None] * SEGMENTS  # snapshot forms, None: stale
 
     def add(self, update: CatalogUpdate) -> None:
         """An update to apply once event time reaches it. The caller raises a late update to
@@ -151,15 +165,22 @@ class Catalog:
     def _apply(self, u: CatalogUpdate) -> int:
         pid = u.product_id
         e = u.entry
+        seg = _segment(pid)
+        entries = self.segments[seg]
         if e is None:
-            if self.entries.pop(pid, None) is None:
+            if entries.pop(pid, None) is None:
                 return 0
+            self.count -= 1
             self.categories.pop(pid, None)
+            self._blobs[seg] = None
             return 1
-        if pid not in self.entries and len(self.entries) >= self.max_products:
-            self.refused += 1
-            return 0
-        self.entries[pid] = e.encode()
+        if pid not in entries:
+            if self.count >= self.max_products:
+                self.refused += 1
+                return 0
+            self.count += 1
+        entries[pid] = e.encode()
+        self._blobs[seg] = None
         if e.in_stock:
             self.categories[pid] = sys.intern(e.product_type)
         else:
@@ -170,7 +191,7 @@ class Catalog:
 
     def get(self, product_id: str) -> CatalogEntry | None:
         """The product as of `at` (price, sale price, availability, ...), or None."""
-        data = self.entries.get(product_id)
+        data = self.segments[_segment(product_id)].get(product_id)
         return None if data is None else CatalogEntry.decode(product_id, data)
 
     def category(self, product_id: str) -> str | None:
@@ -178,16 +199,29 @@ class Catalog:
         return self.categories.get(product_id)
 
     def __len__(self) -> int:
-        return len(self.entries)
+        return self.count
 
     def __contains__(self, product_id: object) -> bool:
-        return product_id in self.entries
+        return isinstance(product_id, str) and \
+            product_id in self.segments[_segment(product_id)]
+
+    def products(self) -> dict[str, bytes]:
+        """Every product id and its encoded entry (tests, tools): a new dict."""
+        out: dict[str, bytes] = {}
+        for entries in self.segments:
+            out.update(entries)
+        return out
 
     # -- snapshots ----------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        """Plain data: the entries as they are (bytes values), the pending updates."""
-        return {"format": SNAPSHOT_FORMAT, "entries": self.entries, "at": self.at,
+        """Plain data: the segments' blobs (rebuilt where stale), the pending updates."""
+        blobs = self._blobs
+        for i, blob in enumerate(blobs):
+            if blob is None:
+                blobs[i] = zlib.compress(pickle.dumps(self.segments[i],
+                                                      pickle.HIGHEST_PROTOCOL), 1)
+        return {"format": SNAPSHOT_FORMAT, "segments": list(blobs), "at": self.at,
                 "pending": [u.to_data() for _, u in sorted(self.pending)],
                 "refused": self.refused, "version": self.version}
 
@@ -198,14 +232,21 @@ class Catalog:
                              f"{SNAPSHOT_FORMAT}")
         cat = cls(max_products)
         intern = sys.intern
-        cat.entries = dict(snap["entries"])
-        for pid, data in cat.entries.items():
-            e = CatalogEntry.decode(pid, data)
-            if e.in_stock:
-                cat.categories[pid] = intern(e.product_type)
+        for i, blob in enumerate(snap["segments"]):
+            entries = cat.segments[i] = pickle.loads(zlib.decompress(blob))
+            cat._blobs[i] = blob
+            cat.count += len(entries)
+            for pid, data in entries.items():
+                e = CatalogEntry.decode(pid, data)
+                if e.in_stock:
+                    cat.categories[pid] = intern(e.product_type)
         cat.at = snap["at"]
         cat.pending = [(u.order(), u) for u in map(CatalogUpdate.from_data, snap["pending"])]
         heapq.heapify(cat.pending)
         cat.refused = snap["refused"]
         cat.version = snap["version"]
         return cat
+
+
+def _segment(product_id: str) -> int:
+    return zlib.crc32(product_id.encode("utf-8", "surrogatepass")) % SEGMENTS

@@ -75,7 +75,10 @@ def _files(data: Path, customers: int, catalog_products: int) -> None:
           f"{cm['held_mb']:,.0f} MB of RSS ({cm['held_mb'] * 2**20 / cm['products']:,.0f} B a "
           f"product; catalog.max_products caps it), parse + apply "
           f"{cm['seconds'] / cm['events'] * 1e6:.1f} us an update, peak RSS "
-          f"{cm['rss_mb']:,.0f} MB")
+          f"{cm['rss_mb']:,.0f} MB; its snapshot {cm['snapshot_mb']:,.0f} MB, "
+          f"{cm['snapshot_first_s']:.2f} s the first time, {cm['snapshot_next_s'] * 1e3:.0f} ms "
+          f"after one change (RSS with the snapshot's blobs {cm['held_with_snapshot_mb']:,.0f}"
+          " MB)")
     dd = child("programs", "dedup_cost", path)
     share = f", {dd['seconds'] / lean['seconds']:.1%} of the lean run" if lean else ""
     print(f"  de-duplication by (customer, messageId) digest: "

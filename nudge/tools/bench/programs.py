@@ -196,10 +196,23 @@ def catalog_memory(products: str) -> dict[str, float]:
     cat.advance(2 ** 50)
     el = time.perf_counter() - t
     import gc
+    import pickle
 
     gc.collect()
+    held = _current_rss_mb() - rss0
+    t = time.perf_counter()
+    first = len(pickle.dumps(cat.snapshot(), pickle.HIGHEST_PROTOCOL))
+    snap_first = time.perf_counter() - t
+    cat.add(parse_raw(orjson.dumps({"id": "sku-0000001", "title": "Changed", "price": 1,
+                                    "updated_at": to_iso(start + n * 1000)}), "bench", n))
+    cat.advance(2 ** 51)
+    t = time.perf_counter()
+    pickle.dumps(cat.snapshot(), pickle.HIGHEST_PROTOCOL)
+    snap_next = time.perf_counter() - t
     return {"events": n, "seconds": el, "products": len(cat), "rss_mb": _peak_rss_mb(),
-            "held_mb": _current_rss_mb() - rss0}
+            "held_mb": held, "held_with_snapshot_mb": _current_rss_mb() - rss0,
+            "snapshot_mb": first / 2**20, "snapshot_first_s": snap_first,
+            "snapshot_next_s": snap_next}
 
 
 def _current_rss_mb() -> float:
