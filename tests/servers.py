@@ -29,7 +29,8 @@ class EspServer:
     barrier: it proves concurrency without timing; `gate.broken` if they never were).
 
     Like ESPs that support an `Idempotency-Key` header, a repeated key is answered 202 and
-    not accepted twice; a "slow" answer accepts the message and answers after the client
+    not accepted twice, unless `dedupe` is off (SendGrid, SES and Mailgun deliver every
+    copy; `copies` counts them); a "slow" answer accepts the message and answers after the client
     has timed out, which is exactly when a client retries something already accepted."""
 
     script: list[str] = field(default_factory=list)
@@ -42,6 +43,9 @@ class EspServer:
     keys: set[str] = field(default_factory=set)
     by_key: dict[str, Any] = field(default_factory=dict)  # Idempotency-Key -> accepted body
     repeats: int = 0  # 202s for a key already accepted: copies the key kept from going out
+    dedupe: bool = True  # False: every 202 delivers, a repeated key too (most ESPs)
+    copies: dict[str, int] = field(default_factory=dict)  # key -> times delivered
+    accepted_at: dict[str, float] = field(default_factory=dict)  # key -> first acceptance
     port: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
@@ -128,8 +132,13 @@ def _handler(server: EspServer) -> type[BaseHTTPRequestHandler]:
                         server.keys.add(key)
                         server.accepted.append(body)
                         server.by_key[str(key)] = body
-                    else:
+                        server.accepted_at[str(key)] = time.time()
+                        server.copies[str(key)] = 1
+                    elif server.dedupe:
                         server.repeats += 1
+                    else:  # like SendGrid, SES, Mailgun: the copy goes out too
+                        server.accepted.append(body)
+                        server.copies[str(key)] += 1
             payload = b"" if status == 202 else json.dumps(
                 {"errors": [{"message": f"status {status}"}]}).encode()
             answered()

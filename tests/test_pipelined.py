@@ -21,12 +21,13 @@ pytestmark = pytest.mark.broker
 
 
 def _sender(bootstrap: str, topic: str, ledger: Path, attempts: int = 3,
-            **client: str) -> PipelinedSender:
+            at_most_once: bool = False, **client: str) -> PipelinedSender:
     base = Config()
     config = dataclasses.replace(base, kafka=dataclasses.replace(
         base.kafka, brokers=(bootstrap,), email_topic=topic,
         client_config=tuple(client.items())))
-    return PipelinedSender(KafkaTransport(config), Ledger(ledger), RetryPolicy(attempts, 1, 5))
+    return PipelinedSender(KafkaTransport(config), Ledger(ledger), RetryPolicy(attempts, 1, 5),
+                           at_most_once=at_most_once)
 
 
 def test_each_email_reaches_the_topic_once_and_is_ledgered(broker: Broker,
@@ -81,5 +82,25 @@ def test_unreachable_broker_is_retried_then_dead_lettered(tmp_path: Path) -> Non
     dead = sender.close()
     assert [d.reason for d in dead] == ["retries_exhausted"]
     assert "kafka delivery to nowhere" in dead[0].detail
-    assert sender.stats == {"sent": 0, "skipped_duplicate": 0, "dead_lettered": 1, "attempts": 2}
+    assert sender.stats == {"sent": 0, "skipped_duplicate": 0, "dead_lettered": 1, "attempts": 2,
+                            "in_doubt": 0, "resent_in_doubt": 0}
     assert sender.pending() == []
+
+
+def test_at_most_once_reports_a_failed_delivery_report_in_doubt(tmp_path: Path) -> None:
+    """A report that failed (here: the message timed out) may hide a write: not produced
+    again, reported in_doubt; after a crash, an attempt without a report is the same."""
+    sender = _sender(f"127.0.0.1:{free_port()}", "nowhere", tmp_path / "ledger", attempts=3,
+                     at_most_once=True, **{"message.timeout.ms": "300"})
+    e = email(1)
+    sender.submit(e)
+    dead = sender.close()
+    assert [d.reason for d in dead] == ["in_doubt"] and sender.stats["attempts"] == 1
+    ledger = Ledger(tmp_path / "ledger")
+    assert ledger.get(e.key)["outcome"] == "attempting"  # type: ignore[index]
+    ledger.close()
+    again = _sender("127.0.0.1:1", "nowhere", tmp_path / "ledger", at_most_once=True)
+    again.submit(e)  # a resumed run: the attempt has no outcome
+    assert [d.reason for d in again.take_dead()] == ["in_doubt"]
+    assert again.stats["attempts"] == 0
+    again.close()

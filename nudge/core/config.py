@@ -286,6 +286,11 @@ class DeliveryConfig:
         1000, "Emails waiting for a sender thread; a full queue holds the flow back.")
     rate_limit: NonNegative = setting(
         0, "Sends per second across all senders (retries count); 0: unlimited.")
+    guarantee: Literal["at_least_once", "at_most_once"] = setting(
+        "at_least_once", "After a crash, an email whose fate is unknown (sent, no answer "
+                         "recorded) is sent again (`at_least_once`: none lost, a copy "
+                         "possible) or reported as a dead letter `in_doubt` and never re-sent "
+                         "(`at_most_once`: none twice, an email in doubt may be lost).")
     esp: EspConfig = section(EspConfig, "The HTTP ESP transport.")
     smtp: SmtpConfig = section(SmtpConfig, "The SMTP transport.")
     kafka: KafkaDeliveryConfig = section(KafkaDeliveryConfig, "The Kafka transport.")

@@ -76,9 +76,13 @@ class TransientDeliveryError(DeliveryError):
         status: int | None = None,
         response: str = "",
         retry_after: float | None = None,
+        maybe_sent: bool = False,
     ) -> None:
         super().__init__(message, status=status, response=response)
         self.retry_after = retry_after
+        # The request left and no answer came (a read timeout, a connection lost after the
+        # message was sent): the receiver may have accepted it. At most once never retries it.
+        self.maybe_sent = maybe_sent
 
 
 class PermanentDeliveryError(DeliveryError):

@@ -29,7 +29,8 @@ class Sender(Protocol):
     `submit` hands over an email, skipping one whose key the ledger already holds; it may
     block for backpressure. `pending` lists what was submitted and is neither accepted nor
     dead-lettered (kept in the sink's snapshot); `take_dead` returns the dead letters since
-    the last call; `drain` waits for everything submitted; `close` drains and releases the
+    the last call, and `reported` is told once they are written (emails in doubt are settled
+    only then); `drain` waits for everything submitted; `close` drains and releases the
     transports and the ledger.
     """
 
@@ -38,6 +39,8 @@ class Sender(Protocol):
     def pending(self) -> list[Email]: ...
 
     def take_dead(self) -> list[DeadLetter]: ...
+
+    def reported(self, dead: list[DeadLetter]) -> None: ...
 
     def drain(self) -> list[DeadLetter]: ...
 

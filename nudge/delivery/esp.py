@@ -56,6 +56,12 @@ def _form(fields: list[tuple[str, str]]) -> dict[str, list[str]]:
     return out
 
 
+def _maybe_sent(exc: httpx.TransportError) -> bool:
+    """Whether the request may have reached the ESP: anything but failing to connect (or to
+    get a pooled connection) happened after some of it was written."""
+    return not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
+
+
 class EspTransport:
     name = "esp"
 
@@ -85,11 +91,11 @@ class EspTransport:
             else:
                 resp = self.client.post(req.url, json=req.json, headers=headers, **extra)
         except httpx.TimeoutException as exc:
-            raise TransientDeliveryError(f"ESP {self.url}: timed out ({type(exc).__name__})") \
-                from None
+            raise TransientDeliveryError(f"ESP {self.url}: timed out ({type(exc).__name__})",
+                                         maybe_sent=_maybe_sent(exc)) from None
         except httpx.TransportError as exc:
-            raise TransientDeliveryError(f"ESP {self.url}: {type(exc).__name__}: {exc}") \
-                from None
+            raise TransientDeliveryError(f"ESP {self.url}: {type(exc).__name__}: {exc}",
+                                         maybe_sent=_maybe_sent(exc)) from None
         status = resp.status_code
         if 200 <= status < 300:
             return self.provider.receipt(status, {k.lower(): v for k, v in resp.headers.items()},

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -14,11 +15,13 @@ from nudge.core import metrics
 from nudge.core.ids import log_id
 from nudge.core.records import DeadLetter, Email
 from nudge.delivery.base import Transport
-from nudge.delivery.engine import Deliverer, RateLimited, RateLimiter
+from nudge.delivery.engine import Deliverer, RateLimited, RateLimiter, mark_reported
 from nudge.delivery.ledger import Ledger
 from nudge.delivery.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
+
+SWITCH_INTERVAL = 0.0005  # seconds; see SenderPool
 
 
 class _SyncedLedger:
@@ -31,6 +34,10 @@ class _SyncedLedger:
     def __contains__(self, key: str) -> bool:
         with self.lock:
             return key in self.ledger
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        with self.lock:
+            return self.ledger.get(key)
 
     def record(self, key: str, **kw: Any) -> None:
         with self.lock:
@@ -56,12 +63,20 @@ class SenderPool:
     keeps the emails still in flight (`pending()`, at most queue_size + concurrency) in its
     state instead of draining, and a resumed run submits them again. So an email is always
     in the ledger (sent or dead-lettered), in flight in a committed snapshot, or in an epoch
-    that is replayed: a crash can repeat a send (the ledger absorbs it) but never lose one.
+    that is replayed: a crash can repeat a send (the ledger absorbs it) but never lose one
+    (at_most_once: an email in doubt is reported instead of repeated; engine.py).
     """
 
     def __init__(self, make_transport: Callable[[], Transport], ledger: Ledger,
                  policy: RetryPolicy, *, concurrency: int, queue_size: int, rate_limit: int,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 at_most_once: bool = False) -> None:
+        # A sender thread holding the ESP's answer waits for the GIL before it can record the
+        # send; the dataflow's thread keeps it for up to the switch interval (5 ms by default).
+        # That wait is most of the window a crash can catch between the ESP's acceptance and
+        # the ledger's record: 0.5 ms roughly halved its p99 (docs/performance.md).
+        self.switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(self.switch_interval, SWITCH_INTERVAL))
         self.queue: queue.Queue[Email | None] = queue.Queue(maxsize=queue_size)
         self.ledger = _SyncedLedger(ledger)
         self.dead: list[DeadLetter] = []
@@ -71,7 +86,7 @@ class SenderPool:
         limiter = RateLimiter(rate_limit)
         self.deliverers = [
             Deliverer(RateLimited(make_transport(), limiter), self.ledger,  # type: ignore[arg-type]
-                      policy, sleep=sleep)
+                      policy, sleep=sleep, at_most_once=at_most_once)
             for _ in range(concurrency)
         ]
         self.threads = [threading.Thread(target=self._run, args=(d,), daemon=True,
@@ -120,6 +135,9 @@ class SenderPool:
             dead, self.dead = self.dead, []
         return dead
 
+    def reported(self, dead: list[DeadLetter]) -> None:
+        mark_reported(self.ledger, dead)
+
     def drain(self) -> list[DeadLetter]:
         """Wait until every submitted email was accepted or dead-lettered (at the end)."""
         self.queue.join()
@@ -145,6 +163,7 @@ class SenderPool:
         for d in self.deliverers:
             d.transport.close()
         self.ledger.close()
+        sys.setswitchinterval(self.switch_interval)
         return dead
 
 
@@ -153,8 +172,9 @@ class InlineSender:
     than handing the email to a thread, and sender threads would contend with the dataflow
     for the GIL (measured: 8 threads made a replay ~2x slower than writing inline)."""
 
-    def __init__(self, transport: Transport, ledger: Ledger, policy: RetryPolicy) -> None:
-        self.deliverer = Deliverer(transport, ledger, policy)
+    def __init__(self, transport: Transport, ledger: Ledger, policy: RetryPolicy, *,
+                 at_most_once: bool = False) -> None:
+        self.deliverer = Deliverer(transport, ledger, policy, at_most_once=at_most_once)
         self.dead: list[DeadLetter] = []
 
     def submit(self, email: Email) -> None:
@@ -166,6 +186,9 @@ class InlineSender:
     def take_dead(self) -> list[DeadLetter]:
         dead, self.dead = self.dead, []
         return dead
+
+    def reported(self, dead: list[DeadLetter]) -> None:
+        mark_reported(self.deliverer.ledger, dead)
 
     def drain(self) -> list[DeadLetter]:
         return self.take_dead()

@@ -40,9 +40,11 @@ class RetryPolicy:
 
 
 def send_with_retry(transport: Transport, email: Email, policy: RetryPolicy, *,
-                    seed: int,
-                    sleep: Callable[[float], None] = time.sleep) -> tuple[str, int]:
-    """(receipt, attempts). Raises PermanentDeliveryError or the last TransientDeliveryError.
+                    seed: int, sleep: Callable[[float], None] = time.sleep,
+                    at_most_once: bool = False) -> tuple[str, int]:
+    """(receipt, attempts). Raises PermanentDeliveryError or the last TransientDeliveryError;
+    `at_most_once` raises at once a failure after which the receiver may have the message
+    (`maybe_sent`), since a retry could deliver it twice.
     The jitter's Random is seeded with `seed` at the first retry (seeding one costs ~6 µs,
     and most sends need none)."""
     attempt = 0
@@ -52,7 +54,7 @@ def send_with_retry(transport: Transport, email: Email, policy: RetryPolicy, *,
         try:
             return transport.send(email), attempt
         except TransientDeliveryError as exc:
-            if attempt >= policy.max_attempts:
+            if attempt >= policy.max_attempts or (at_most_once and exc.maybe_sent):
                 raise
             if rng is None:
                 rng = random.Random(seed)

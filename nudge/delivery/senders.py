@@ -51,16 +51,18 @@ def sender_for(config: Config) -> Sender:
     pool of sender threads."""
     d = config.delivery
     ledger = Ledger(d.ledger_dir)
+    once = d.guarantee == "at_most_once"
     if d.transport == "outbox":
-        return InlineSender(build_transport(config), ledger, retry_policy(config))
+        return InlineSender(build_transport(config), ledger, retry_policy(config),
+                            at_most_once=once)
     if d.transport == "kafka":
         from nudge.delivery.pipelined import PipelinedSender
         from nudge.kafka.producer import KafkaTransport
 
         return PipelinedSender(KafkaTransport(config), ledger, retry_policy(config),
-                               RateLimiter(d.rate_limit))
+                               RateLimiter(d.rate_limit), at_most_once=once)
     return SenderPool(partial(build_transport, config), ledger, retry_policy(config),
                       concurrency=d.concurrency, queue_size=d.queue_size,
-                      rate_limit=d.rate_limit)
+                      rate_limit=d.rate_limit, at_most_once=once)
 
 

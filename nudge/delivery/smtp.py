@@ -16,11 +16,31 @@ import os
 import smtplib
 import ssl
 from email.utils import parseaddr
+from typing import Any
 
 from nudge.core.config import SmtpConfig
 from nudge.core.errors import ConfigError, PermanentDeliveryError, TransientDeliveryError
 from nudge.core.records import Email
 from nudge.delivery.message import recipient, to_bytes
+
+
+class _SMTP(smtplib.SMTP):
+    """smtplib's client, noting when DATA began (after that, a lost connection may hide an
+    accepted message)."""
+
+    in_data = False
+
+    def data(self, msg: Any) -> tuple[int, bytes]:
+        self.in_data = True
+        return super().data(msg)
+
+
+class _SMTP_SSL(smtplib.SMTP_SSL):
+    in_data = False
+
+    def data(self, msg: Any) -> tuple[int, bytes]:
+        self.in_data = True
+        return super().data(msg)
 
 
 class SmtpTransport:
@@ -34,17 +54,17 @@ class SmtpTransport:
                               f"environment variable {config.password_env} is not set")
         self.context = None if config.tls == "none" else \
             ssl.create_default_context(cafile=config.ca_file or None)
-        self._conn: smtplib.SMTP | None = None
+        self._conn: _SMTP | _SMTP_SSL | None = None
 
-    def _connect(self) -> smtplib.SMTP:
+    def _connect(self) -> _SMTP | _SMTP_SSL:
         if self._conn is None:
             c = self.config
             timeout = c.timeout / 1000
-            conn: smtplib.SMTP
+            conn: _SMTP | _SMTP_SSL
             if c.tls == "implicit":
-                conn = smtplib.SMTP_SSL(c.host, c.port, timeout=timeout, context=self.context)
+                conn = _SMTP_SSL(c.host, c.port, timeout=timeout, context=self.context)
             else:
-                conn = smtplib.SMTP(c.host, c.port, timeout=timeout)
+                conn = _SMTP(c.host, c.port, timeout=timeout)
             try:
                 if c.tls == "starttls":
                     conn.starttls(context=self.context)  # raises if not offered
@@ -75,6 +95,7 @@ class SmtpTransport:
             sender = parseaddr(email.from_addr)[1]
             # an address outside ASCII needs the server's SMTPUTF8 extension (RFC 6531)
             utf8 = not (sender.isascii() and rcpt.isascii())
+            conn.in_data = False
             refused = conn.sendmail(sender, [rcpt], to_bytes(email),
                                     mail_options=["SMTPUTF8"] if utf8 else ())
         except smtplib.SMTPRecipientsRefused as exc:
@@ -85,8 +106,12 @@ class SmtpTransport:
             self._drop()
             raise self._error(where, exc.smtp_code, exc.smtp_error) from None
         except (TimeoutError, smtplib.SMTPException, OSError) as exc:
+            # lost after DATA began: the server may have taken the message without our
+            # hearing its reply
+            maybe_sent = self._conn is not None and self._conn.in_data
             self._drop()
-            raise TransientDeliveryError(f"{where}: {type(exc).__name__}: {exc}") from None
+            raise TransientDeliveryError(f"{where}: {type(exc).__name__}: {exc}",
+                                         maybe_sent=maybe_sent) from None
         if refused:
             code, msg = next(iter(refused.values()))
             raise self._error(where, code, msg)

@@ -64,12 +64,17 @@ class _DeliveryPartition(StatefulSinkPartition[Email | Erasure, list[Email]]):
                 for d in dead:
                     f.write(orjson.dumps(d.to_json()) + b"\n")
 
+    def _report(self, dead: list[DeadLetter]) -> None:
+        self._write_dead(dead)
+        self.pool.reported(dead)  # written: emails in doubt are settled only now
+
     def snapshot(self) -> list[Email]:
         # No waiting for the ESP: what is still in flight is kept, and sent again on resume.
-        self._write_dead(self.pool.take_dead())
+        self._report(self.pool.take_dead())
         return self.pool.pending()
 
     def close(self) -> None:
+        self._report(self.pool.drain())
         self._write_dead(self.pool.close())
 
 
