@@ -79,6 +79,7 @@ class Deliverer:
             except DeliveryError as exc:
                 if self.at_most_once and isinstance(exc, TransientDeliveryError) \
                         and exc.maybe_sent:
+                    self.stats["attempts"] += 1  # at most once: the one attempt it had
                     self.stats["in_doubt"] += 1
                     dead.append(in_doubt(self.transport.name, email, str(exc)))
                     continue
@@ -121,6 +122,7 @@ def in_doubt(transport: str, email: Email, detail: str) -> DeadLetter:
     ledger keeps `attempting` until the dead letter is written (`mark_reported`): a crash in
     between reports it again on resume rather than never."""
     metrics.DEAD_LETTERS.labels("deliver", "in_doubt").inc()
+    metrics.email_failed(transport, "in_doubt", 1)
     log.warning("email to customer %s (%s stage %d) is in doubt and is not sent again "
                 "(delivery.guarantee = at_most_once): %s",
                 log_id(email.customer_id), email.trigger, email.stage, detail)
