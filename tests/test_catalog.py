@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from nudge.core.records import OUTCOME_SENT, CartLine, Decision, EmailContext, ShardMark
+from nudge.core.records import OUTCOME_SENT, Decision, EmailContext, Product, ShardMark
 from nudge.flows.catalog import CatalogChunk, CatalogParseLogic
 from nudge.flows.decide import Decider
 from nudge.scoring.catalog import Catalog, CatalogEntry, CatalogUpdate
@@ -168,7 +168,7 @@ def test_snapshot_round_trip_keeps_pending_updates() -> None:
 
 def decision(cid: str, due: int, recent: tuple[str, ...]) -> Decision:
     ctx = EmailContext(f"{cid}@example.com", cid, None, None, recent=recent,
-                       cart=(CartLine("own", "Own", 1.0, 1, "x", "", ""),))
+                       cart=(Product("own", "Own", 1.0, 1, "x", "", ""),))
     return Decision(cid, "browse_abandonment", 1, 1, due, OUTCOME_SENT, None, ctx)
 
 

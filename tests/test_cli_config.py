@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -125,3 +126,38 @@ def test_bundled_catalog_is_current() -> None:
     from nudge.app.sample import catalog_csv
 
     assert catalog_csv() == (ROOT / "nudge" / "data" / "catalog.csv").read_text("utf-8")
+def test_an_error_inside_the_dataflow_is_one_line_naming_the_config_key(tmp_path: Path) -> None:
+    """A NudgeError raised by a step reaches the user as `nudge: ...`, not as Bytewax's
+    error and two tracebacks: here the ledger, locked by this process."""
+    from nudge.delivery.ledger import Ledger
+
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join([identify("u", 0), add("u", 1), view("z", 500)]) + b"\n")
+    conf = tmp_path / "c.toml"
+    conf.write_text(f'[delivery]\nledger_dir = "{tmp_path / "ledger"}"\n[outputs]\n'
+                    f'dead_letters = "{tmp_path / "dl.jsonl"}"\n')
+    held = Ledger(tmp_path / "ledger")
+    try:
+        r = nudge("replay", str(events), "--config", str(conf), "--decisions",
+                  str(tmp_path / "d.jsonl"), "--outbox", str(tmp_path / "outbox"))
+    finally:
+        held.close()
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"nudge: ledger {tmp_path / 'ledger'} (config delivery.ledger_dir): "
+                           "cannot open:")
+
+
+def test_a_snapshot_of_another_format_is_a_one_line_nudge_error() -> None:
+    from nudge.core.errors import NudgeError, SnapshotError
+    from nudge.scoring.propensity import PropensityModel
+    from nudge.scoring.recommend import ItemModel
+
+    for restore in (lambda: ItemModel().restore({"format": 0}),
+                    lambda: PropensityModel().restore(pickle.dumps({"format": 0}))):
+        with pytest.raises(SnapshotError) as info:
+            restore()
+        assert isinstance(info.value, NudgeError)
+        assert "is of format 0" in str(info.value) and "start with a new recovery.dir" in str(
+            info.value) and "\n" not in str(info.value)

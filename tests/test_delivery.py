@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from nudge.core.config import Config, EspConfig, SmtpConfig
 from nudge.core.errors import ConfigError
-from nudge.core.records import CartLine, Decision, Email, EmailContext
+from nudge.core.records import Decision, Email, EmailContext, Product
 from nudge.delivery.engine import Deliverer
 from nudge.delivery.esp import EspTransport, payload, retry_after
 from nudge.delivery.ledger import Ledger, LedgerError
@@ -31,7 +31,7 @@ POLICY = RetryPolicy(max_attempts=4, base_ms=10, max_ms=50)
 
 def email(n: int = 1) -> Email:
     ctx = EmailContext("ann@example.com", "Ann", "Lee", "Europe/Berlin",
-                       (CartLine("sku-1", "Linen Shirt", 49.0, 1, "apparel",
+                       (Product("sku-1", "Linen Shirt", 49.0, 1, "apparel",
                                  "https://shop.example/img/1.jpg",
                                  "https://shop.example/p/sku-1"),), 49.0)
     d = Decision(f"cust-{n}", "cart_abandonment", 1, 1, 1790848800000 + n, "sent", None, ctx)

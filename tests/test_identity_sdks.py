@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import orjson
 import pytest
@@ -31,7 +32,7 @@ CART = {"product_id": "sku-1", "name": "Linen Shirt", "price": 49.0, "quantity":
 class Recorder(BaseHTTPRequestHandler):
     """Accepts the SDKs' batch uploads (gzip or not) and keeps every message."""
 
-    messages: list[dict] = []
+    messages: ClassVar[list[dict]] = []
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))

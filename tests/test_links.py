@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from nudge.core.config import Config, load_text
-from nudge.core.records import CartLine, Decision, EmailContext, Incentive
+from nudge.core.records import Decision, EmailContext, Incentive, Product
 from nudge.core.timefmt import parse_iso
 from nudge.templates.links import LinkPolicy
 from nudge.templates.render import TEMPLATE_DIR, Renderer
@@ -34,12 +34,12 @@ HOSTILE_URLS = [
 HOSTILE_IDS = ["../../x?#<y>", "..", "a/b", 'x" onerror="y', "\u202eevil"]
 
 
-def lines(n: int) -> tuple[CartLine, ...]:
+def lines(n: int) -> tuple[Product, ...]:
     out = []
     for i in range(n):
         url = HOSTILE_URLS[i % len(HOSTILE_URLS)]
         pid = HOSTILE_IDS[i % len(HOSTILE_IDS)]
-        out.append(CartLine(pid, f"Visit https://evil.example/{i}", 10.0, 1, "c",
+        out.append(Product(pid, f"Visit https://evil.example/{i}", 10.0, 1, "c",
                             HOSTILE_URLS[(i + 3) % len(HOSTILE_URLS)], url if i % 3 else ""))
     return tuple(out)
 
@@ -96,7 +96,7 @@ def test_every_template_links_only_to_allowed_hosts(config: Config) -> None:
 
 def test_product_links_encode_the_id_as_one_segment() -> None:
     ctx = EmailContext("ann@example.com", "Ann", None, None,
-                       cart=tuple(CartLine(pid, "X", 1.0, 1, "c", "", "") for pid in
+                       cart=tuple(Product(pid, "X", 1.0, 1, "c", "", "") for pid in
                                   HOSTILE_IDS), cart_value=5.0)
     d = Decision("ann", "cart_abandonment", 1, 1, 0, "sent", None, ctx,
                  template="cart_abandonment")

@@ -91,7 +91,10 @@ def test_snapshot_restore_round_trip_then_same_future() -> None:
 
 def test_restore_refuses_other_data() -> None:
     import pickle
-    with pytest.raises(ValueError):
+
+    from nudge.core.errors import SnapshotError
+
+    with pytest.raises(SnapshotError, match=r"start with a new recovery\.dir"):
         PropensityModel().restore(pickle.dumps({"format": 0}))
 
 

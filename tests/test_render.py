@@ -11,7 +11,7 @@ import pytest
 from nudge.core.config import Config
 from nudge.core.errors import RenderError
 from nudge.core.keyring import Keyring
-from nudge.core.records import CartLine, Decision, EmailContext
+from nudge.core.records import Decision, EmailContext, Product
 from nudge.core.tokens import ForgedToken, verify
 from nudge.templates.render import Renderer, preview, with_utm
 
@@ -21,7 +21,7 @@ HOSTILE = '<script>alert("x")</script>{{ 7*7 }}{% raw %}\r\nBcc: victim@example.
 def decision(first_name: str | None = "Ann", product: str = "Linen Shirt", stage: int = 1,
              url: str = "https://shop.example/p/sku-1?color=red") -> Decision:
     ctx = EmailContext("ann@example.com", first_name, "Lee", "Europe/Berlin",
-                       (CartLine("sku-1", product, 49.0, 2, "apparel",
+                       (Product("sku-1", product, 49.0, 2, "apparel",
                                  "https://shop.example/img/1.jpg", url),), 98.0)
     return Decision("cust-1", "cart_abandonment", 3, stage, 1790848800000, "sent", None, ctx)
 

@@ -158,13 +158,13 @@ def test_without_a_catalog_nothing_crosses_customers(tmp_path: Path) -> None:
 
 def test_own_cart_links_to_other_hosts_are_replaced_and_counted(tmp_path: Path) -> None:
     from nudge.core.config import Config
-    from nudge.core.records import CartLine, Decision, EmailContext
+    from nudge.core.records import Decision, EmailContext, Product
     from nudge.core.timefmt import parse_iso
     from nudge.templates.render import Renderer
 
-    line = CartLine("../../x?#<y>", "Shirt", 10.0, 1, "apparel", "https://evil.example/i.png",
+    line = Product("../../x?#<y>", "Shirt", 10.0, 1, "apparel", "https://evil.example/i.png",
                     "https://evil.example/p")
-    bare = CartLine("../../x?#<y>", "Shirt", 10.0, 1, "apparel", "", "")
+    bare = Product("../../x?#<y>", "Shirt", 10.0, 1, "apparel", "", "")
     ctx = EmailContext("ann@example.com", "Ann", None, None, cart=(line, bare), cart_value=20.0)
     d = Decision("ann", "cart_abandonment", 1, 1, parse_iso("2026-10-05T11:00:00Z"), "sent",
                  None, ctx, template="cart_abandonment")

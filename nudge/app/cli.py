@@ -519,9 +519,25 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args))
-    except NudgeError as exc:
-        print(f"nudge: {exc}", file=sys.stderr)
+    except Exception as exc:
+        error = user_error(exc)
+        if error is None:
+            raise
+        print(f"nudge: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
+
+
+def user_error(exc: BaseException) -> NudgeError | None:
+    """The NudgeError behind `exc`: itself, or the cause of Bytewax's error when a step
+    raised it inside the dataflow (Bytewax wraps it in BytewaxRuntimeErrors)."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, NudgeError):
+            return cur
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return None
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
     config.py         the configuration, loaded and checked once; each key declared once
                       (configspec: the declarations' types; configtable; journeyconfig)
     errors.py         the error tree: everything a user can cause is a NudgeError
-    ids.py            stable ids: shard hash, key digests, log ids without personal data
+    ids.py            stable ids: key digests, log ids without personal data
     timefmt.py        event time: instants, durations, ISO 8601
     metrics.py        Prometheus counters
     compiled.py       which modules run compiled (mypyc), and the stale-build guard

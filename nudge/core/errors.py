@@ -7,12 +7,19 @@
     ├── SourceError          an input (file, Kafka) that cannot be read; names the source
     ├── RenderError          a template that fails; names the template and the customer hash
     ├── StaleBuildError      a compiled module older than its source (nudge/tools/native.py)
+    ├── SnapshotError        recovery state of another format (another version of Nudge)
+    ├── StoreError           a local RocksDB store cannot be opened or written; names its path
+    │   ├── LedgerError          the send ledger (delivery.ledger_dir)
+    │   ├── ProfileError         the profile view (outputs.profiles)
+    │   └── ReplayStoreError     the dead-letter replay store (dead_letter_replay.state_dir)
     └── DeliveryError        a transport refused or failed a send
         ├── TransientDeliveryError   retry with backoff (429, 5xx, timeouts, resets, SMTP 4xx)
         └── PermanentDeliveryError   dead-letter at once (4xx other than 429, SMTP 5xx)
 
 Errors from libraries (confluent-kafka, httpx, smtplib, rocksdict, jinja2) are translated into
-this tree in the one boundary module that uses each library.
+this tree in the one boundary module that uses each library. A message is one line, for the
+user: the command line prints it as `nudge: <message>` and exits 2, also when it was raised
+inside the dataflow (nudge/app/cli.py finds it in the chain of Bytewax's errors).
 """
 
 from __future__ import annotations
@@ -55,6 +62,32 @@ class StaleBuildError(NudgeError):
         super().__init__(f"{', '.join(sources)}: edited after it was compiled; run `make "
                          "compile` to rebuild or `make pure` to run pure Python")
         self.sources = sources
+
+
+class SnapshotError(NudgeError):
+    """A snapshot (recovery state, a profile) of a format this version cannot read."""
+
+    def __init__(self, what: str, found: object, expected: object) -> None:
+        super().__init__(f"{what} is of format {found}, this version of Nudge reads "
+                         f"{expected}: it was written by another version; start with a new "
+                         "recovery.dir")
+        self.what = what
+
+
+class StoreError(NudgeError):
+    """A local store (RocksDB) cannot be opened, read or written; the message names its path."""
+
+
+class LedgerError(StoreError):
+    """The send ledger (nudge/delivery/ledger.py)."""
+
+
+class ProfileError(StoreError):
+    """The profile view (nudge/state/profiles.py)."""
+
+
+class ReplayStoreError(StoreError):
+    """The dead-letter replay store (nudge/state/replayed.py)."""
 
 
 class DeliveryError(NudgeError):

@@ -1,4 +1,5 @@
-"""Stable hashes: shard routing, log-safe customer ids, experiment buckets.
+"""Stable keys and hashes: customer keys, shard routing, log-safe customer ids, message and
+email key digests. (Experiment buckets and holdouts hash in nudge/scoring/experiments.py.)
 
 Python's `hash()` is salted per process, so nothing here uses it: a shard assignment is
 stored schema (recovery state is keyed by shard) and must be the same in every process.
@@ -8,8 +9,6 @@ cannot be hashed to find whose log line it is. The key comes from the keyring
 (`use_log_key`, called where a config is loaded: the flow and the command line); the same key
 gives the same log ids across restarts. Until it is called, a random per-process key.
 
->>> shard_of("customer-42", 64)
-21
 >>> use_log_key(b"k" * 32)
 >>> log_id("customer-42")
 '92024afa0340'
@@ -18,6 +17,8 @@ gives the same log ids across restarts. Until it is called, a random per-process
 'de6ec87410e5'
 >>> user_key("c1"), user_key("anon:c1"), anonymous_key("c1")
 ('c1', 'user:anon:c1', 'anon:c1')
+>>> key_digest("customer-42|cart_abandonment|1|1")
+'68b46ec3482250abe8b77bced87896c8'
 """
 
 from __future__ import annotations
@@ -53,8 +54,13 @@ def anonymous_of(key: str) -> str:
     return key[len(ANON_PREFIX):]
 
 
-def id_shard(identifier: str, shards: int) -> int:
-    """The identity shard of an anonymous id or a user id (nudge/state/identity.py, links.py)."""
+def shard_of(identifier: str, shards: int) -> int:
+    """The shard that owns a customer key, or (identity on) a user id or an anonymous id:
+    crc32 of the UTF-8 text modulo the shard count. Stored schema, like `shard_key`.
+
+    >>> shard_of("customer-42", 64)
+    21
+    """
     return zlib.crc32(identifier.encode()) % shards
 
 
@@ -80,18 +86,20 @@ _log_key = os.urandom(32)
 
 def use_log_key(key: bytes) -> None:
     """Key log ids with `key` (the keyring's `log_salt()`) in this process from now on."""
-    global _log_key
+    global _log_key  # noqa: PLW0603 - one key per process, set once at start-up
     _log_key = key[:64]  # BLAKE2b takes a key of up to 64 bytes
-
-
-def shard_of(customer_id: str, shards: int) -> int:
-    """The shard that owns a customer: crc32 of the UTF-8 id modulo the shard count."""
-    return zlib.crc32(customer_id.encode()) % shards
 
 
 def log_id(customer_id: str) -> str:
     """A short keyed digest of a customer id, safe to print in logs (no personal data)."""
     return hashlib.blake2b(customer_id.encode(), digest_size=6, key=_log_key).hexdigest()
+
+
+def key_digest(key: str) -> str:
+    """32 hex characters of SHA-256 of an email's idempotency key: the key as it leaves
+    Nudge (Message-ID, the ESP's Idempotency-Key and `nudge_key`, the X-Nudge-Key header,
+    outbox file names), stable across runs and free of the customer id."""
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 def message_key(message_id: str) -> int:

@@ -130,6 +130,15 @@ class RawChunk:
 
 
 class Product(msgspec.Struct, frozen=True, gc=False):
+    """A product as an event gave it, and as an email shows it (a cart line, a viewed or a
+    recommended product: `quantity` 1 for the last two).
+
+    Two other shapes are kept on purpose: nudge/flows/wire.py's WireProduct is the untrusted
+    JSON schema with its limits (it becomes a Product once checked), and
+    nudge/scoring/catalog.py's CatalogEntry is the trusted catalogue feed's product (sale
+    price, availability, brand, when it changed): what is shown of a product that is not the
+    customer's own comes from there, never from another customer's events."""
+
     product_id: str
     name: str
     price: float
@@ -316,17 +325,6 @@ class ShardChunk:
 
 
 @dataclass(frozen=True, slots=True)
-class CartLine:
-    product_id: str
-    name: str
-    price: float
-    quantity: int
-    category: str
-    image_url: str
-    url: str
-
-
-@dataclass(frozen=True, slots=True)
 class EmailContext:
     """What a template may know about the recipient at decision time. The shard fills in
     the customer's side; decide adds what needs every shard's view of the catalogue
@@ -336,15 +334,15 @@ class EmailContext:
     first_name: str | None
     last_name: str | None
     timezone: str | None
-    cart: tuple[CartLine, ...] = ()
+    cart: tuple[Product, ...] = ()
     cart_value: float = 0.0
     recent: tuple[str, ...] = ()  # viewed product ids, most recent first
     bought: tuple[str, ...] = ()  # bought product ids, most recent first
     preferred_category: str | None = None
     segments: tuple[str, ...] = ()
     lifecycle: str = ""
-    viewed: tuple[CartLine, ...] = ()  # `recent` with product details (decide)
-    recommendations: tuple[CartLine, ...] = ()  # (decide)
+    viewed: tuple[Product, ...] = ()  # `recent` with product details (decide)
+    recommendations: tuple[Product, ...] = ()  # (decide)
 
 
 @dataclass(frozen=True, slots=True)

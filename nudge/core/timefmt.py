@@ -54,6 +54,21 @@ def format_duration(ms: int) -> str:
     return f"{ms}ms"
 
 
+def least_watermark(inputs: int, ended: int, open_marks: list[int]) -> int | None:
+    """The watermark over several inputs (partitions into a shard, shards into decide): the
+    least watermark of the inputs still open, None until each of them has reported one.
+    `inputs` counts them all, `ended` those that have finished.
+
+    >>> least_watermark(3, 1, [50, 20])
+    20
+    >>> least_watermark(3, 0, [50, 20]) is None  # the third has not reported yet
+    True
+    """
+    if not open_marks or ended + len(open_marks) < inputs:
+        return None
+    return min(open_marks)
+
+
 def parse_iso(text: str) -> int:
     """ISO-8601 with an explicit offset -> ms. Naive times are refused: they are ambiguous."""
     parsed = datetime.fromisoformat(text)

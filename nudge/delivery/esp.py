@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from email.utils import parsedate_to_datetime
@@ -20,6 +19,7 @@ import httpx
 
 from nudge.core.config import EspConfig
 from nudge.core.errors import ConfigError, PermanentDeliveryError, TransientDeliveryError
+from nudge.core.ids import key_digest
 from nudge.core.records import Email
 from nudge.delivery.esps import Provider, provider, sendgrid
 
@@ -83,7 +83,7 @@ class EspTransport:
         # timeout that hid an acceptance; without it a timeout can mean a duplicate.
         req = self.provider.build(email, self.url, self.key)
         headers = {**req.headers,
-                   "Idempotency-Key": hashlib.sha256(email.key.encode()).hexdigest()[:32]}
+                   "Idempotency-Key": key_digest(email.key)}
         try:
             extra: dict[str, Any] = {} if req.auth is None else {"auth": req.auth}
             if req.form:

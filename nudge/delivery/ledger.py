@@ -1,5 +1,6 @@
 """The email ledger (RocksDB via rocksdict): which (customer, trigger, episode, stage) were
-delivered or dead-lettered. The only module that imports rocksdict.
+delivered or dead-lettered. One of the three RocksDB boundary modules, with the profile view
+(nudge/state/profiles.py) and the dead-letter replay store (nudge/state/replayed.py).
 
 A key is recorded only after the transport accepted the send (or after its final failure),
 so a crash between the two can repeat a send but never lose one; a re-emitted decision
@@ -15,7 +16,7 @@ from typing import Any
 import orjson
 from rocksdict import BottommostLevelCompaction, CompactOptions, Rdict
 
-from nudge.core.errors import NudgeError
+from nudge.core.errors import LedgerError
 
 SEP = "\x1f"
 
@@ -30,10 +31,6 @@ def _purge() -> CompactOptions:
     return opts
 
 
-class LedgerError(NudgeError):
-    """The ledger cannot be opened or written."""
-
-
 class Ledger:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -41,7 +38,8 @@ class Ledger:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = Rdict(str(self.path))
         except Exception as exc:  # rocksdict raises plain Exception (e.g. the lock is held)
-            raise LedgerError(f"ledger {self.path}: cannot open: {exc}") from None
+            raise LedgerError(f"ledger {self.path} (config delivery.ledger_dir): cannot "
+                              f"open: {exc}") from None
 
     def get(self, key: str) -> dict[str, Any] | None:
         raw = self._db.get(key.encode())

@@ -25,6 +25,7 @@ from functools import lru_cache
 
 from nudge.core.address import canonical
 from nudge.core.errors import PermanentDeliveryError
+from nudge.core.ids import key_digest
 from nudge.core.records import Email
 from nudge.core.timefmt import to_datetime
 
@@ -36,7 +37,7 @@ def _domain(from_addr: str) -> str:
 
 def message_id(email: Email) -> str:
     domain = _domain(email.from_addr)
-    digest = hashlib.sha256(email.key.encode()).hexdigest()[:32]
+    digest = key_digest(email.key)
     return f"<{digest}@{domain}>"
 
 

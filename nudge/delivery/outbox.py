@@ -7,7 +7,6 @@ file: the outbox is idempotent by construction.
 
 from __future__ import annotations
 
-import hashlib
 import html
 import os
 from email import policy
@@ -16,18 +15,15 @@ from pathlib import Path
 from urllib.parse import quote
 
 from nudge.core.errors import TransientDeliveryError
+from nudge.core.ids import key_digest
 from nudge.core.records import Email
 from nudge.core.timefmt import to_iso
 from nudge.delivery.message import to_bytes
 
 
-def _key_digest(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()[:16]
-
-
 def filename(email: Email) -> str:
     when = to_iso(email.due).replace(":", "").replace("-", "")
-    return f"{when}-{email.trigger}-{email.stage}-{_key_digest(email.key)}.eml"
+    return f"{when}-{email.trigger}-{email.stage}-{key_digest(email.key)[:16]}.eml"
 
 
 def erase_files(directory: str | Path, keys: list[str]) -> int:
@@ -35,7 +31,7 @@ def erase_files(directory: str | Path, keys: list[str]) -> int:
     directory = Path(directory)
     gone = 0
     for key in keys:
-        for path in directory.glob(f"*-{_key_digest(key)}.eml"):
+        for path in directory.glob(f"*-{key_digest(key)[:16]}.eml"):
             path.unlink()
             gone += 1
     if gone and (directory / "index.html").exists():

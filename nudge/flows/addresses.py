@@ -23,19 +23,19 @@ same for any worker count, batching or crash and resume.
 
 from __future__ import annotations
 
-import zlib
 from typing import Any
 
 from bytewax.operators import StatefulBatchLogic
 
 from nudge.core.address import normalised
+from nudge.core.ids import shard_of
 from nudge.core.records import OUTCOME_SENT, AddressChange, Decision, ShardMark
 from nudge.flows.route import shard_key
 from nudge.state.suppression import AddressBook
 
 
 def address_shard(address: str, shards: int) -> int:
-    return zlib.crc32(normalised(address).encode()) % shards
+    return shard_of(normalised(address), shards)
 
 
 def via_addresses(x: Any) -> bool:

@@ -29,13 +29,15 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import logging
+from collections.abc import Collection
 from typing import Any
 
 from bytewax.operators import StatefulBatchLogic
 
 from nudge.core import metrics
 from nudge.core.journeyconfig import RecommendConfig
-from nudge.core.records import OUTCOME_SENT, CartLine, Decision, ShardMark
+from nudge.core.records import OUTCOME_SENT, Decision, Product, ShardMark
+from nudge.core.timefmt import least_watermark
 from nudge.flows.catalog import CatalogChunk
 from nudge.scoring.catalog import DEFAULT_MAX_PRODUCTS, Catalog, CatalogEntry
 from nudge.scoring.itemstats import ItemDelta
@@ -46,8 +48,8 @@ DECIDE_KEY = "decide"
 MAX_VIEWED = 4  # viewed products an email shows
 
 
-def _line(e: CatalogEntry) -> CartLine:
-    return CartLine(e.product_id, e.title, e.current_price, 1, e.product_type, e.image_link,
+def _line(e: CatalogEntry) -> Product:
+    return Product(e.product_id, e.title, e.current_price, 1, e.product_type, e.image_link,
                     e.link)
 
 
@@ -102,25 +104,10 @@ class Decider:
         return (None, False) if wm is None else (min(wm, cwm), False)
 
     def _catalog_watermark(self) -> tuple[int | None, bool]:
-        marks = self.cat_marks
-        if not self.cat_parts or len(marks) < self.cat_parts:
-            return None, False
-        open_wms = [wm for wm, ended in marks.values() if not ended]
-        if len(open_wms) == 0:
-            return None, True
-        if None in open_wms:
-            return None, False
-        return min(wm for wm in open_wms if wm is not None), False
+        return _over(self.cat_marks.values(), self.cat_parts)
 
     def _shards_watermark(self) -> tuple[int | None, bool]:
-        if len(self.marks) < self.shards:
-            return None, False
-        if all(final for _, final in self.marks.values()):
-            return None, True
-        values = [wm for wm, final in self.marks.values() if not final and wm is not None]
-        if len(values) < sum(1 for _, final in self.marks.values() if not final):
-            return None, False
-        return min(values), False
+        return _over(self.marks.values(), self.shards)
 
     def feed(self, items: list[Any]) -> list[Decision]:
         for item in items:
@@ -244,3 +231,15 @@ class DecideLogic(StatefulBatchLogic[Any, Decision, dict[str, Any]]):
 
     def snapshot(self) -> dict[str, Any]:
         return self.decider.snapshot()
+
+
+def _over(marks: Collection[tuple[int | None, bool]], inputs: int) -> tuple[int | None, bool]:
+    """(watermark, all ended) from the last (watermark, ended) mark of each of `inputs`
+    inputs: None until every input has sent one."""
+    if not inputs or len(marks) < inputs:
+        return None, False
+    ended = sum(1 for _, final in marks if final)
+    if ended == len(marks):
+        return None, True
+    values = [wm for wm, final in marks if not final and wm is not None]
+    return least_watermark(inputs, ended, values), False

@@ -17,10 +17,9 @@ identity shard upstream of it (`n_parts`), and waits for all of them.
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 
-from nudge.core.ids import ANON_PREFIX, identity_key, links_key, shard_key
+from nudge.core.ids import ANON_PREFIX, identity_key, links_key, shard_key, shard_of
 from nudge.core.records import Kind, ParsedChunk, ShardChunk
 
 __all__ = ["Routes", "route", "shard_key"]
@@ -38,7 +37,6 @@ class Routes:
 def route(item: tuple[str, ParsedChunk], shards: int | Routes) -> list[tuple[str, ShardChunk]]:
     r = shards if isinstance(shards, Routes) else Routes(shards)
     _, chunk = item
-    crc32 = zlib.crc32
     n = r.shards
     identity = r.identity
     buckets: dict[int, list] = {}
@@ -47,16 +45,16 @@ def route(item: tuple[str, ParsedChunk], shards: int | Routes) -> list[tuple[str
     for ev in chunk.events:
         if ev.anonymous_id is not None:
             if identity:
-                to_links.setdefault(crc32(ev.customer_id.encode()) % r.links, []).append(ev)
+                to_links.setdefault(shard_of(ev.customer_id, r.links), []).append(ev)
                 continue
             if ev.kind == Kind.ALIAS:  # without identity: nothing to link
                 continue
             ev = ev.keyed(ev.customer_id, None)  # noqa: PLW2901
         elif identity and ev.customer_id.startswith(ANON_PREFIX):
-            to_identity.setdefault(crc32(ev.customer_id[len(ANON_PREFIX):].encode())
-                                   % identity, []).append(ev)
+            to_identity.setdefault(shard_of(ev.customer_id[len(ANON_PREFIX):], identity),
+                                   []).append(ev)
             continue
-        s = crc32(ev.customer_id.encode()) % n
+        s = shard_of(ev.customer_id, n)
         bucket = buckets.get(s)
         if bucket is None:
             buckets[s] = [ev]

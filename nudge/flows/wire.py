@@ -30,6 +30,7 @@ _Price = Annotated[float, msgspec.Meta(ge=0)]
 
 
 class WireProduct(msgspec.Struct, gc=False):
+    # The untrusted shape, with its limits; nudge/flows/contract.py makes it a records.Product.
     product_id: _Id
     name: _Text = ""
     price: _Price = 0.0

@@ -50,6 +50,8 @@ from typing import Any
 
 import orjson
 
+from nudge.core.errors import SnapshotError
+
 SNAPSHOT_FORMAT = 2  # 2: segments
 SEGMENTS = 256
 DEFAULT_MAX_PRODUCTS = 1_000_000
@@ -228,8 +230,7 @@ class Catalog:
     @classmethod
     def restore(cls, snap: dict[str, Any], max_products: int = DEFAULT_MAX_PRODUCTS) -> Catalog:
         if snap.get("format") != SNAPSHOT_FORMAT:
-            raise ValueError(f"catalog snapshot format {snap.get('format')} is not "
-                             f"{SNAPSHOT_FORMAT}")
+            raise SnapshotError("the catalogue's snapshot", snap.get("format"), SNAPSHOT_FORMAT)
         cat = cls(max_products)
         intern = sys.intern
         for i, blob in enumerate(snap["segments"]):

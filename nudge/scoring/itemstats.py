@@ -34,13 +34,14 @@ from typing import Any, Protocol
 
 import orjson
 
+from nudge.core.errors import SnapshotError
 from nudge.core.timefmt import HOUR
 
 SNAPSHOT_FORMAT = 2  # 2: no product info from events
 
 
 class ProductLike(Protocol):
-    """Anything with a product id: nudge.core.records.Product, CartLine, Item."""
+    """Anything with a product id: nudge.core.records.Product, Item."""
 
     @property
     def product_id(self) -> str: ...
@@ -245,8 +246,8 @@ class ItemStatsBuilder:
 
     def restore(self, snap: dict[str, Any]) -> None:
         if snap.get("format") != SNAPSHOT_FORMAT:
-            raise ValueError(f"item stats snapshot format {snap.get('format')} is not "
-                             f"{SNAPSHOT_FORMAT}")
+            raise SnapshotError(f"the item statistics of shard {self.shard}", snap.get("format"),
+                                SNAPSHOT_FORMAT)
         if snap["bucket_ms"] != self.bucket_ms:
             raise ValueError(f"item stats snapshot has buckets of {snap['bucket_ms']} ms, "
                              f"not {self.bucket_ms}: let the open bucket close first")

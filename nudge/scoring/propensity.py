@@ -10,7 +10,8 @@ cost as much as its accuracy: the shard is snapshotted every epoch, and with a d
 this pipeline pickles to ~1.6 KiB (~3.6 KiB with its packed metrics) and does ~95k
 predict+learn per second, where an adaptive random forest of 10 trees pickles to ~8.5 MB and
 does ~900 per second (measured on the development machine). Before any learning the weights
-are zero and every score is exactly 0.5.
+are zero and every score is the prior the intercept starts from (`model.prior`; 0.5 when not
+given, as below).
 
 Evaluation is progressive (predict, score the prediction, then learn), so every example is
 an out-of-sample test. ProgressiveMetrics add up across shards: the report sums them.
@@ -42,6 +43,8 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from nudge.core.errors import SnapshotError
 
 SNAPSHOT_FORMAT = 1
 BINS = 1000
@@ -236,6 +239,8 @@ class PropensityModel:
         learning rate and L2 win over the constructor's."""
         snap = pickle.loads(data)  # our own snapshot: see snapshot()
         if not isinstance(snap, dict) or snap.get("format") != SNAPSHOT_FORMAT:
-            raise ValueError(f"not a propensity snapshot of format {SNAPSHOT_FORMAT}")
+            raise SnapshotError("the propensity model's snapshot",
+                                snap.get("format") if isinstance(snap, dict) else None,
+                                SNAPSHOT_FORMAT)
         self.pipeline = snap["pipeline"]
         self.metrics = ProgressiveMetrics.unpack(snap["metrics"])

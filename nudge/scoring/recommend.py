@@ -57,6 +57,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from nudge.core.errors import SnapshotError
 from nudge.core.timefmt import DAY
 from nudge.scoring.itemcodec import decode_model, encode_model
 from nudge.scoring.itemstats import Item, ItemDelta, ItemStatsBuilder
@@ -363,8 +364,7 @@ class ItemModel:
         """Load a snapshot. A snapshot taken with another half-life is converted: the true
         weights are kept as of the snapshot's time and decay at the new rate from there."""
         if snap.get("format") != SNAPSHOT_FORMAT:
-            raise ValueError(f"item model snapshot format {snap.get('format')} is not "
-                             f"{SNAPSHOT_FORMAT}")
+            raise SnapshotError("the item model's snapshot", snap.get("format"), SNAPSHOT_FORMAT)
         self.rows, self.pending, self.seen, self.counts = decode_model(snap)
         self.shift, self.at = snap["shift"], snap["at"]
         self.last_shard, self.swept_day = snap["last_shard"], snap["swept_day"]

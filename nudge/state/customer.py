@@ -17,6 +17,7 @@ from typing import Any, Final
 
 import msgspec
 
+from nudge.core.errors import SnapshotError
 from nudge.core.records import Event, Kind, Traits
 from nudge.core.timefmt import DAY, HOUR
 from nudge.state.windows import bump, last_bucket
@@ -117,7 +118,7 @@ def encode(c: Customer) -> bytes:
 def decode(data: bytes) -> Customer:
     v = _unpack(data)
     if v[0] != FORMAT:
-        raise ValueError(f"customer record format {v[0]} is not {FORMAT}")
+        raise SnapshotError("a customer record", v[0], FORMAT)
     c = Customer.__new__(Customer)
     (_, c.bought, c.cart, c.consent, c.consent_at, c.counters, c.decisions, c.email,
      c.engagement, c.first_name, c.first_order, c.first_seen, c.journeys, c.last_name,

@@ -30,11 +30,11 @@ from nudge.core.config import IdentityConfig
 from nudge.core.ids import (
     anonymous_key,
     anonymous_of,
-    id_shard,
     identity_key,
     is_anonymous_key,
     log_id,
     shard_key,
+    shard_of,
 )
 from nudge.core.records import Event, Kind, ShardChunk
 from nudge.state.eventtime import EventTimeBuffer
@@ -79,25 +79,25 @@ class IdentityShard:
                 self._link(ev, outs, dead)
                 continue
             if not is_anonymous_key(ev.customer_id):  # a user's own, from the links step
-                outs.setdefault(shard_key(id_shard(ev.customer_id, f.shards)), []).append(ev)
+                outs.setdefault(shard_key(shard_of(ev.customer_id, f.shards)), []).append(ev)
                 continue
             x = anonymous_of(ev.customer_id)
             if ev.kind == Kind.ERASURE_REQUESTED:
                 # the id's history and link go; the erasure goes to the anonymous record,
                 # never through a link to its user (an anonymous id is not the user)
                 self.anons.pop(x, None)
-                outs.setdefault(shard_key(id_shard(ev.customer_id, f.shards)), []).append(ev)
+                outs.setdefault(shard_key(shard_of(ev.customer_id, f.shards)), []).append(ev)
                 continue
             st = self._live(x, ev.ts)
             if st is not None and st[USER] is not None:
                 st[LAST_SEEN] = ev.ts
                 moved = ev.keyed(st[USER], x)
-                outs.setdefault(shard_key(id_shard(st[USER], f.shards)), []).append(moved)
+                outs.setdefault(shard_key(shard_of(st[USER], f.shards)), []).append(moved)
                 continue
             if st is None:
                 st = self.anons[x] = [None, 0, ev.ts, [], 0]
             self._remember(st, ev)
-            outs.setdefault(shard_key(id_shard(ev.customer_id, f.shards)), []).append(ev)
+            outs.setdefault(shard_key(shard_of(ev.customer_id, f.shards)), []).append(ev)
         if wm is not None and wm >= self.sweep_at:
             self._sweep(wm)
         sources = self.buffer.n_parts - f.links
@@ -141,14 +141,14 @@ class IdentityShard:
         f = self.fanout
         if st is not None and st[HISTORY]:
             history = tuple(st[HISTORY])
-            outs.setdefault(shard_key(id_shard(user, f.shards)), []).append(Event(
+            outs.setdefault(shard_key(shard_of(user, f.shards)), []).append(Event(
                 ts, user, link.offset - 1, link.part, Kind.MERGE, "", anonymous_id=x,
                 history=history))
             self.stats["merges"] += 1
             self.stats["merged_events"] += len(history)
         if st is not None and st[RECORD]:
             key = anonymous_key(x)
-            outs.setdefault(shard_key(id_shard(key, f.shards)), []).append(Event(
+            outs.setdefault(shard_key(shard_of(key, f.shards)), []).append(Event(
                 ts, key, link.offset, link.part, Kind.RETIRE, ""))
         self.anons[x] = [user, ts, ts, [], 0]
 

@@ -23,11 +23,11 @@ from nudge.core.records import (
     OUTCOME_HOLDOUT,
     OUTCOME_SENT,
     OUTCOME_SUPPRESSED,
-    CartLine,
     Decision,
     EmailContext,
     Event,
     Incentive,
+    Product,
 )
 from nudge.scoring.experiments import in_holdout, pick_variant
 from nudge.state.customer import Customer, cart_value, note_decision
@@ -153,7 +153,7 @@ def next_due(c: Customer) -> int:
 
 
 def email_context(c: Customer, ctx: Context) -> EmailContext:
-    lines = tuple(CartLine(pid, line[0], line[1], line[2], line[3], line[4], line[5])
+    lines = tuple(Product(pid, line[0], line[1], line[2], line[3], line[4], line[5])
                   for pid, line in c.cart.items())
     prefs = preferred_categories(ctx, 1)
     return EmailContext(c.email or "", c.first_name, c.last_name, c.timezone, lines,

@@ -27,7 +27,7 @@ import json
 from typing import Any, Final
 
 from nudge.core.config import IdentityConfig
-from nudge.core.ids import id_shard, identity_key, links_key, log_id, user_of
+from nudge.core.ids import identity_key, links_key, log_id, shard_of, user_of
 from nudge.core.records import DeadLetter, Event, Kind, ShardChunk
 from nudge.core.timefmt import to_iso
 from nudge.state.eventtime import EventTimeBuffer
@@ -104,7 +104,7 @@ class LinkShard:
                 if verdict is True:
                     link = Event(ev.ts, ev.customer_id, ev.offset, ev.part, Kind.LINK, "",
                                  anonymous_id=x)
-                    outs.setdefault(identity_key(id_shard(x, f.identity)), []).append(link)
+                    outs.setdefault(identity_key(shard_of(x, f.identity)), []).append(link)
                 elif verdict is not None:
                     dead.append(("dead", verdict))
             if ev.kind != Kind.ALIAS:

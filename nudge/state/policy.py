@@ -5,6 +5,7 @@ of the README ("Cart abandonment"): consent first, then an address, then quiet h
 then the cap. A capped stage is suppressed, not deferred.
 
 >>> from nudge.core.config import QuietHoursConfig
+>>> from nudge.core.timefmt import parse_iso
 >>> qh = QuietHoursConfig(enabled=True, start=21 * 60, end=8 * 60)
 >>> end = quiet_until(parse_iso("2026-10-05T22:30:00+00:00"), "UTC", qh)
 >>> end == parse_iso("2026-10-06T08:00:00Z")
@@ -24,7 +25,6 @@ from zoneinfo import ZoneInfo
 
 from nudge.core.address import canonical
 from nudge.core.config import CapsConfig, QuietHoursConfig
-from nudge.core.timefmt import parse_iso  # noqa: F401  (doctest)
 from nudge.state.customer import Customer
 
 NO_CONSENT: Final = "no_consent"

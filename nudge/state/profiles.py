@@ -25,7 +25,7 @@ from rocksdict import (
     WriteBatch,
 )
 
-from nudge.core.errors import NudgeError
+from nudge.core.errors import ProfileError
 
 SHARD_PREFIX = "__shard__/"
 
@@ -38,10 +38,6 @@ def _purge() -> CompactOptions:
     opts.set_bottommost_level_compaction(BottommostLevelCompaction.force())
     opts.set_exclusive_manual_compaction(True)
     return opts
-
-
-class ProfileError(NudgeError):
-    """The profile view cannot be opened, read or written."""
 
 
 class ProfileStore:
@@ -64,7 +60,8 @@ class ProfileStore:
         except ProfileError:
             raise
         except Exception as exc:  # rocksdict raises plain Exception (lock held, corrupt)
-            raise ProfileError(f"profile view {self.path}: cannot open: {exc}") from None
+            raise ProfileError(f"profile view {self.path} (config outputs.profiles): "
+                               f"cannot open: {exc}") from None
 
     def write(self, items: list[tuple[str, bytes]]) -> None:
         batch = WriteBatch()

@@ -24,16 +24,12 @@ from typing import Any
 import orjson
 from rocksdict import AccessType, Rdict, WriteBatch, WriteOptions
 
-from nudge.core.errors import NudgeError
+from nudge.core.errors import ReplayStoreError
 from nudge.core.records import Position
 
 SEP = "\x1f"
 _LETTER = b"dl" + SEP.encode()
 _RUN = b"run" + SEP.encode()
-
-
-class ReplayStoreError(NudgeError):
-    """The store cannot be opened or written."""
 
 
 def letter_key(position: Position, raw: bytes) -> str:

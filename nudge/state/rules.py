@@ -15,6 +15,7 @@ times its features change (nudge/state/features.py), where a clock feature compa
 constant counts only at the instant it crosses that constant. "No order for 90 days" is
 thus re-evaluated once, 90 days after the last order, not every day.
 
+>>> from nudge.core.timefmt import DAY
 >>> from nudge.state.customer import Customer
 >>> from nudge.state.features import Context, Env
 >>> rule = compile_rule("orders_total > 0 and days_since_last_order >= 90", "segments.lapsed")
@@ -39,7 +40,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from nudge.core.errors import ConfigError
-from nudge.core.timefmt import DAY  # noqa: F401  (doctest)
 from nudge.state.features import (
     CATEGORY_FUNCTIONS,
     FEATURES,

@@ -29,6 +29,7 @@ import pickle
 from operator import attrgetter
 from typing import Any, Final
 
+from nudge.core.errors import SnapshotError
 from nudge.core.records import (
     OUTCOME_ERASED,
     Decision,
@@ -38,6 +39,7 @@ from nudge.core.records import (
     ShardChunk,
     ShardMark,
 )
+from nudge.core.timefmt import least_watermark
 from nudge.state import suppression
 from nudge.state.customer import Customer
 from nudge.state.dedup import MessageDedup
@@ -221,9 +223,7 @@ class Shard:
             ends.extend(self.part_wm.values())
             return (max(ends) if ends else None), True
         open_parts = [wm for p, wm in self.part_wm.items() if p not in self.part_final]
-        if len(open_parts) + len(self.part_final) < self.n_parts:
-            return None, False
-        return min(open_parts), False
+        return least_watermark(self.n_parts, len(self.part_final), open_parts), False
 
     def _mark(self) -> ShardMark | None:
         state = self.watermark()
@@ -277,9 +277,8 @@ class Shard:
 
     def _restore(self, snap: dict[str, Any]) -> None:
         if snap.get("format") != SNAPSHOT_FORMAT:
-            raise ValueError(f"shard {self.shard}: snapshot format {snap.get('format')} is not "
-                             f"{SNAPSHOT_FORMAT}: this recovery store was written by another "
-                             "version of Nudge; start with a new recovery.dir")
+            raise SnapshotError(f"the recovery state of shard {self.shard}", snap.get("format"),
+                                SNAPSHOT_FORMAT)
         self.shard = snap["shard"]
         self.store = CustomerStore(dict(snap["store"]))
         self.shared.population = lambda: self.store.count

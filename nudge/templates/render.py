@@ -13,7 +13,6 @@ in production a missing variable renders empty and is logged once per template a
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from email.utils import formataddr
@@ -30,9 +29,9 @@ from jinja2.sandbox import SandboxedEnvironment
 from nudge.core import metrics
 from nudge.core.config import Config
 from nudge.core.errors import RenderError
-from nudge.core.ids import log_id
+from nudge.core.ids import key_digest, log_id
 from nudge.core.keyring import Keyring, load_keyring
-from nudge.core.records import CartLine, Decision, Email, EmailContext
+from nudge.core.records import Decision, Email, EmailContext, Product
 from nudge.core.tokens import Purpose, for_email, sign
 from nudge.templates.links import LinkPolicy, host_of, product_link
 
@@ -208,7 +207,7 @@ class Renderer:
                 return ""
             return url
 
-        def line(item: CartLine) -> dict[str, Any]:
+        def line(item: Product) -> dict[str, Any]:
             name = item.name
             if "://" in name:  # mail clients make links of URLs in text
                 name, n = self.links.clean(name)
@@ -310,7 +309,7 @@ class Renderer:
             ("List-Unsubscribe", f"<{unsubscribe}>, <mailto:{r.unsubscribe_mailto}"
                                  f"?subject=unsubscribe>"),
             ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
-            ("X-Nudge-Key", hashlib.sha256(decision.idempotency_key.encode()).hexdigest()[:32]),
+            ("X-Nudge-Key", key_digest(decision.idempotency_key)),
         ]
         if r.reply_to:
             headers.append(("Reply-To", r.reply_to))
@@ -334,20 +333,20 @@ class Renderer:
         )
 
 
-_SHIRT = CartLine("sku-0042", "Linen Shirt", 49.0, 1, "apparel",
+_SHIRT = Product("sku-0042", "Linen Shirt", 49.0, 1, "apparel",
                   "https://shop.example/img/sku-0042.jpg", "https://shop.example/p/sku-0042")
-_POUR_OVER = CartLine("sku-0107", "Ceramic Pour-Over Set", 34.5, 2, "kitchen",
+_POUR_OVER = Product("sku-0107", "Ceramic Pour-Over Set", 34.5, 2, "kitchen",
                       "https://shop.example/img/sku-0107.jpg",
                       "https://shop.example/p/sku-0107")
 SAMPLE = EmailContext(
     email="ann.lee@example.com", first_name="Ann", last_name="Lee", timezone="Europe/Berlin",
     cart=(_SHIRT, _POUR_OVER), cart_value=118.0, recent=("sku-0042", "sku-0031"),
     preferred_category="apparel", segments=("browse_intent",), lifecycle="active",
-    viewed=(_SHIRT, CartLine("sku-0031", "Canvas Tote", 29.0, 1, "apparel",
+    viewed=(_SHIRT, Product("sku-0031", "Canvas Tote", 29.0, 1, "apparel",
                              "https://shop.example/img/sku-0031.jpg",
                              "https://shop.example/p/sku-0031")),
     recommendations=tuple(
-        CartLine(f"sku-01{n}", name, price, 1, "apparel",
+        Product(f"sku-01{n}", name, price, 1, "apparel",
                  f"https://shop.example/img/sku-01{n}.jpg", f"https://shop.example/p/sku-01{n}")
         for n, name, price, seed in ((10, "Wool Scarf", 39.0, "scarf"),
                                      (11, "Leather Belt", 45.0, "belt"),

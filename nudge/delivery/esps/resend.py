@@ -5,11 +5,11 @@ ASCII letters, digits, `_` and `-`: the email key travels as its digest."""
 
 from __future__ import annotations
 
-import hashlib
 import re
 
 import orjson
 
+from nudge.core.ids import key_digest
 from nudge.core.records import Email
 from nudge.delivery.esps import Provider, Request, split_headers
 
@@ -32,7 +32,7 @@ def build(email: Email, url: str, key: str) -> Request:
         "tags": [{"name": "nudge_trigger", "value": _tag(email.trigger)},
                  {"name": "nudge_stage", "value": str(email.stage)},
                  {"name": "nudge_key",
-                  "value": hashlib.sha256(email.key.encode()).hexdigest()[:32]}],
+                  "value": key_digest(email.key)}],
     }
     if reply_to:
         body["reply_to"] = reply_to
