@@ -94,9 +94,11 @@ def _files(data: Path, customers: int, catalog_products: int) -> None:
 def _memory(customers: int, products: list[int]) -> None:
     """Target 5: RSS per customer with the demo's configuration at three sizes, the profile
     view with customers, the item model with products."""
-    print("memory, the demo's configuration replayed from a file, decisions only:")
+    print("memory, the demo's configuration replayed from a file, decisions only (per "
+          "customer: above the RSS after imports; marginal: between two sizes):")
     print(f"  {'customers':>10} {'events':>10} {'peak RSS':>9} {'per customer':>13} "
-          f"{'profile view on disk':>21}")
+          f"{'marginal':>9} {'profile view on disk':>21}")
+    prev: tuple[int, float] | None = None
     for n in sorted({max(customers // 4, 100), max(customers // 2, 200), customers}):
         events = n * 11
         data = DATA / f"events-{events}-{n}.jsonl"
@@ -104,8 +106,12 @@ def _memory(customers: int, products: list[int]) -> None:
         out = DATA / f"memory-{n}"
         _clean(out)
         r = child("memory", "demo_growth", str(data), str(out), str(n))
+        # the slope between two sizes: what one more customer costs, fixed costs apart
+        marginal = ((r["rss_mb"] - prev[1]) * 2**20 / (n - prev[0])) if prev else float("nan")
+        prev = (n, r["rss_mb"])
         print(f"  {n:>10,} {events:>10,} {r['rss_mb']:>6,.0f} MB {r['rss_per_customer']:>11,.0f} B"
-              f" {r['profiles_bytes'] / 1e6:>10,.1f} MB ({r['profiles_bytes'] / n:,.0f} B each)")
+              f" {marginal:>7,.0f} B {r['profiles_bytes'] / 1e6:>10,.1f} MB "
+              f"({r['profiles_bytes'] / n:,.0f} B each)")
     print("  the item model (hourly deltas of 14 days, skewed popularity):")
     print(f"  {'products':>10} {'known':>8} {'pairs':>9} {'traced':>9} {'snapshot':>9} "
           f"{'apply+seal':>10}")

@@ -29,6 +29,7 @@ CASES = (("lean", "none", "cart journey alone, decisions only"),
 class Medians:
     seconds: float  # wall clock, process start to exit
     cpu: float  # CPU seconds of its processes
+    cpu_max: float  # CPU seconds of its busiest process
     first: float  # wall clock to the first records read
     first_cpu: float  # CPU seconds to the first records read
     rss_mb: float  # the largest peak RSS of the runs
@@ -46,6 +47,7 @@ def _median_runs(once: Callable[[], Run], repeat: int) -> Medians:
     while len(runs) < repeat and runs[0].seconds < SHORT_RUN_S:
         runs.append(once())
     return Medians(median([r.seconds for r in runs]), _nan_median([r.cpu for r in runs]),
+                   _nan_median([r.cpu_max for r in runs]),
                    _nan_median([r.first_records for r in runs]),
                    _nan_median([r.first_cpu for r in runs]), max(r.rss_mb for r in runs),
                    runs[0])
@@ -63,19 +65,26 @@ def report(data: Path, events: int, customers: int, partitions: int, repeat: int
               f"{secs:.1f} s; start-up measured on a {STARTUP_EVENTS:,}-event topic; medians "
               f"of up to {repeat} runs):")
         out_root.mkdir(parents=True, exist_ok=True)
-        rates = {}
+        rates: dict[str, float] = {}
+        cpu_rates: dict[str, float] = {}  # events per CPU second, start-up apart
         for what, extra in (("consume + orjson.loads (floor)", ()),
                             ("consume + hand-written single loop, cart only", ("hand",))):
             # the consumer's own start (connect, first fetch) taken out like Nudge's
-            start = median([child("programs", "kafka_consume_parse", bootstrap, small, *extra)
-                            ["seconds"] for _ in range(max(repeat, 3))])
-            whole = median([child("programs", "kafka_consume_parse", bootstrap, topic, *extra)
-                             ["seconds"] for _ in range(repeat)])
+            starts = [child("programs", "kafka_consume_parse", bootstrap, small, *extra)
+                      for _ in range(max(repeat, 3))]
+            wholes = [child("programs", "kafka_consume_parse", bootstrap, topic, *extra)
+                      for _ in range(repeat)]
+            start = median([r["seconds"] for r in starts])
+            whole = median([r["seconds"] for r in wholes])
             rates[what] = steady_rate(events, whole, start)
+            cpu_rates[what] = steady_rate(events, median([r["cpu_seconds"] for r in wholes]),
+                                          median([r["cpu_seconds"] for r in starts]))
             print(f"  {what:<58} {rates[what]:>9,.0f} ev/s steady ({whole:.2f} s; start "
-                  f"{start:.2f} s)")
+                  f"{start:.2f} s; {cpu_rates[what]:,.0f} ev/s of CPU)")
         hand_rate = rates["consume + hand-written single loop, cart only"]
+        hand_cpu_rate = cpu_rates["consume + hand-written single loop, cart only"]
         steady: dict[str, float] = {}
+        busiest: dict[str, float] = {}
         decisions: dict[str, list[bytes]] = {}
         firsts: list[tuple[float, float]] = []
         for processes in (1, 2):
@@ -100,30 +109,39 @@ def report(data: Path, events: int, customers: int, partitions: int, repeat: int
                     nudge_run, conf, out_root / name, processes=processes), repeat)
                 rate = steady_rate(events, full.seconds, boot.seconds)
                 steady[name] = rate
+                # CPU of the busiest process, start-up apart: what bounds a cluster on idle
+                # cores; a loaded machine gives two processes two time slices, so their
+                # wall-clock speed-up there overstates what the second core would give
+                busiest[name] = full.cpu_max - boot.cpu_max
+                cpu_rates[name] = steady_rate(events, full.cpu, boot.cpu)
                 decisions[name] = sorted(full.run.decisions)
                 print(f"  Nudge run --bounded, {what:<37} {rate:>9,.0f} ev/s steady "
                       f"({events / full.seconds:,.0f} whole process, {full.seconds:.2f} s, "
-                      f"CPU {full.cpu:.1f} s; start-up {boot.seconds:.2f} s, CPU "
-                      f"{boot.cpu:.1f} s; peak RSS {full.rss_mb:,.0f} MB; decisions "
-                      f"{len(full.run.decisions):,})")
-        _targets(steady, hand_rate, decisions, firsts)
+                      f"CPU {full.cpu:.1f} s, busiest process {full.cpu_max:.1f} s; start-up "
+                      f"{boot.seconds:.2f} s, CPU {boot.cpu:.1f} s; peak RSS "
+                      f"{full.rss_mb:,.0f} MB; decisions {len(full.run.decisions):,})")
+        _targets(steady, busiest, cpu_rates, (hand_rate, hand_cpu_rate), decisions, firsts)
     finally:
         proc.kill()
         proc.wait()
 
 
-def _targets(steady: dict[str, float], hand_rate: float, decisions: dict[str, list[bytes]],
+def _targets(steady: dict[str, float], busiest: dict[str, float], cpu_rates: dict[str, float],
+             hand: tuple[float, float], decisions: dict[str, list[bytes]],
              firsts: list[tuple[float, float]]) -> None:
-    lean = steady["lean-none-1p"]
+    lean, lean_cpu = steady["lean-none-1p"], cpu_rates["lean-none-1p"]
     rows = [
-        ("0. lean vs the hand-written loop (steady)", ratio(lean, hand_rate), 0.85),
-        ("1. demo, decisions only, vs lean", ratio(steady["all-none-1p"], lean), 0.50),
-        ("1. demo, + render + Kafka emails, vs lean",
-         ratio(steady["all-kafka-1p"], lean), 0.35),
+        ("0. lean vs the hand-written loop (steady)", ratio(lean, hand[0]),
+         ratio(lean_cpu, hand[1]), 0.85),
+        ("1. demo, decisions only, vs lean", ratio(steady["all-none-1p"], lean),
+         ratio(cpu_rates["all-none-1p"], lean_cpu), 0.50),
+        ("1. demo, + render + Kafka emails, vs lean", ratio(steady["all-kafka-1p"], lean),
+         ratio(cpu_rates["all-kafka-1p"], lean_cpu), 0.35),
     ]
-    print("targets (issue 17):")
-    for what, value, target in rows:
-        print(f"  {what:<52} {value:>7.1%}  target >= {target:.0%}: {verdict(value, target)}")
+    print("targets (issue 17; by wall clock, and by CPU seconds in brackets):")
+    for what, value, by_cpu, target in rows:
+        print(f"  {what:<52} {value:>7.1%} ({by_cpu:.1%})  target >= {target:.0%}: "
+              f"{verdict(value, target)}")
     for transport in ("none", "kafka"):
         one, two = steady[f"all-{transport}-1p"], steady[f"all-{transport}-2p"]
         same = decisions[f"all-{transport}-1p"] == decisions[f"all-{transport}-2p"]
@@ -132,7 +150,8 @@ def _targets(steady: dict[str, float], hand_rate: float, decisions: dict[str, li
         print(f"  3. 2-process cluster vs 1 process, demo {what:<22} {speedup:>6.2f}x  "
               f"target >= 1.7x: {verdict(speedup, 1.7)}; decisions "
               f"{'identical' if same else 'DIFFER'} (sorted, "
-              f"{len(decisions[f'all-{transport}-2p']):,})")
+              f"{len(decisions[f'all-{transport}-2p']):,}); by the busiest process's CPU "
+              f"{ratio(busiest[f'all-{transport}-1p'], busiest[f'all-{transport}-2p']):.2f}x")
     for (first, first_cpu), (_, _, what) in zip(firsts, CASES, strict=False):
         print(f"  4. nudge run: start to the first records read, {what:<37} {first:>5.2f} s "
               f"(CPU {first_cpu:.2f} s)  target < 1 s: {verdict(first, 1.0, higher=False)}")

@@ -312,6 +312,7 @@ def kafka_consume_parse(bootstrap: str, topic: str, hand: str = "") -> dict[str,
     done: set[int] = set()
     n = 0
     feed = _HandLoop().feed if hand else None
+    cpu0 = _cpu_seconds()
     t = time.perf_counter()
     while len(done) < len(parts):
         for msg in c.consume(2000, 1.0):
@@ -328,4 +329,5 @@ def kafka_consume_parse(bootstrap: str, topic: str, hand: str = "") -> dict[str,
             n += 1
     el = time.perf_counter() - t
     c.close()
-    return {"events": n, "seconds": el, "rss_mb": _peak_rss_mb()}
+    return {"events": n, "seconds": el, "cpu_seconds": _cpu_seconds() - cpu0,
+            "rss_mb": _peak_rss_mb()}

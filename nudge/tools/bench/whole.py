@@ -95,6 +95,7 @@ class Run:
     first_records: float  # process start to the first records read (nan: never seen)
     rss_mb: float  # peak RSS, the largest process of a cluster
     cpu: float = float("nan")  # CPU seconds (user + system) of all its processes
+    cpu_max: float = float("nan")  # CPU seconds of its busiest process
     first_cpu: float = float("nan")  # CPU seconds of the first process to read records then
     decisions: list[bytes] = field(default_factory=list)
 
@@ -153,7 +154,8 @@ def nudge_run(config: Path, out: Path, *, processes: int = 1) -> Run:
     for w in watchers:
         w.start()
     ends: list[float] = []
-    rss = cpu = 0.0
+    rss = 0.0
+    cpus: list[float] = []
     try:
         for p in procs:
             # wait4 reports this child's own peak RSS (ru_maxrss, KiB on Linux)
@@ -161,7 +163,7 @@ def nudge_run(config: Path, out: Path, *, processes: int = 1) -> Run:
             ends.append(time.perf_counter() - t0)
             p.returncode = os.waitstatus_to_exitcode(status)
             rss = max(rss, usage.ru_maxrss / 1024)
-            cpu += usage.ru_utime + usage.ru_stime
+            cpus.append(usage.ru_utime + usage.ru_stime)
     finally:
         for p in procs:
             if p.returncode is None:
@@ -174,8 +176,8 @@ def nudge_run(config: Path, out: Path, *, processes: int = 1) -> Run:
     path = out / "decisions.jsonl"
     decisions = path.read_bytes().splitlines() if path.exists() else []
     nan = float("nan")
-    return Run(max(ends), seen[0] if seen else nan, rss, cpu, seen[1] if seen else nan,
-               decisions)
+    return Run(max(ends), seen[0] if seen else nan, rss, sum(cpus), max(cpus),
+               seen[1] if seen else nan, decisions)
 
 
 def cluster_addresses(n: int) -> str:
