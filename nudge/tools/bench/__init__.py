@@ -1,7 +1,7 @@
 """`make bench`: throughput and memory of what users run, with baselines from the same run.
 
     python -m nudge.tools.bench [--events 1000000] [--customers 100000] [--repeat 3]
-                                [--catalog-products 1000000] [--products 1000,10000,50000]
+                                [--catalog-products 1000000] [--products 1000,5000,20000]
                                 [--skip-files] [--skip-kafka] [--skip-memory] [--skip-serve]
 
 Prints a report, the machine's load average first (a noisy report is recognisable):

@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--repeat", type=int, default=3,
                     help="runs of each short program; the report keeps their median")
-    ap.add_argument("--products", default="1000,10000,50000",
+    ap.add_argument("--products", default="1000,5000,20000",
                     help="catalogue sizes for the item model's growth")
     ap.add_argument("--catalog-products", type=int, default=1_000_000)
     ap.add_argument("--skip-files", action="store_true")
