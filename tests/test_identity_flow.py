@@ -146,3 +146,27 @@ def test_two_process_cluster_killed_and_restarted(identity_data, tmp_path: Path)
     chaos.check_final([2, 2])
 
 
+
+
+def test_inspect_shows_linked_ids_and_where_the_cart_came_from(tmp_path: Path) -> None:
+    from nudge.app.inspection import profile
+    from tests.events import anon, anon_add, login, product, view
+
+    records = [anon("Product Viewed", "a1", 0, product("sku-1")), anon_add("a1", 1, "sku-1"),
+               login("u1", "a1", 2, email="ann@example.com"),
+               anon_add("a1", 3, "sku-2"),  # after the link: the user's, via the anonymous id
+               view("u1", 4, "sku-3"), view("other", 300)]
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(r + b"\n" for r in records))
+    cfg = config_mod.load(write_config(tmp_path / "nudge.toml", tmp_path))
+    run_main(build_flow(cfg, source=JsonlSource([path], 2)))
+    ident = profile(cfg, "u1")["identity"]
+    assert ident["namespace"] == "user"
+    [link] = ident["linked_anonymous_ids"]
+    assert (link["anonymous_id"], link["merged_events"], link["cart_lines_brought"],
+            link["events_after_link"]) == ("a1", {"product_viewed": 1, "product_added": 1},
+                                           ["sku-1", "sku-2"], 1)
+    assert link["linked_at"] == "2026-10-05T10:02:00Z"
+    assert {line["product_id"]: line["from"] for line in ident["cart"]} == {
+        "sku-1": "anonymous id a1", "sku-2": "anonymous id a1"}
+    assert profile(cfg, "u1")["recent_decisions"][0]["outcome"] == "sent"

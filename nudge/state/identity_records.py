@@ -14,8 +14,8 @@
             decision and the shard drops the record.
 
 The record keeps where its history came from: per linked anonymous id, when, how many events
-of each kind, their time span, the cart lines they brought and the events after the link
-(`nudge inspect`).
+of each kind, their time span, the cart lines it brought (merged, or added through it after
+the link) and the events after the link (`nudge inspect`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,13 @@ from typing import Any, Final
 
 from nudge.core.records import Event, Kind
 from nudge.state import engagement, journeys
-from nudge.state.customer import MAX_LINKS, Customer, anonymous_traits, apply_facts
+from nudge.state.customer import (
+    MAX_CART_LINES,
+    MAX_LINKS,
+    Customer,
+    anonymous_traits,
+    apply_facts,
+)
 
 NAMES: Final = {
     Kind.PRODUCT_VIEWED: "product_viewed", Kind.PRODUCT_ADDED: "product_added",
@@ -118,12 +124,15 @@ def merge(c: Customer, ev: Event, shared: Any) -> None:
     c.links = links[-MAX_LINKS:]
 
 
-def note_later(c: Customer, anonymous_id: str) -> None:
+def note_later(c: Customer, ev: Event) -> None:
     """An event that reached the user through a linked anonymous id (for inspection)."""
-    for entry in reversed(c.links):
-        if entry[ANON] == anonymous_id:
-            entry[LATER] += 1
-            return
-    links = list(c.links)
-    links.append([anonymous_id, 0, {}, 0, 0, [], 1])  # linked before this record's memory
-    c.links = links[-MAX_LINKS:]
+    x = ev.anonymous_id or ""
+    entry = next((e for e in reversed(c.links) if e[ANON] == x), None)
+    if entry is None:  # linked before this record's memory
+        entry = [x, 0, {}, 0, 0, [], 0]
+        c.links = [*c.links, entry][-MAX_LINKS:]
+    entry[LATER] += 1
+    if ev.kind == Kind.PRODUCT_ADDED:
+        pid = ev.products[0].product_id
+        if pid not in entry[CART] and len(entry[CART]) < MAX_CART_LINES:
+            entry[CART].append(pid)

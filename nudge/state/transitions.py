@@ -101,7 +101,7 @@ def apply(c: Customer, cid: str, ev: Event, shared: Shared) -> bool:
         return identity.on_record(c, cid, ev, shared)
     items = shared.items
     if ev.anonymous_id is not None:
-        identity.note_later(c, ev.anonymous_id)
+        identity.note_later(c, ev)
     if kind == Kind.PRODUCT_VIEWED:
         if not c.last_view or ts - c.last_view > shared.session_gap:
             c.session = 0
