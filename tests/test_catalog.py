@@ -11,10 +11,11 @@ import pytest
 
 from nudge.core.records import OUTCOME_SENT, Decision, EmailContext, Product, ShardMark
 from nudge.flows.catalog import CatalogChunk, CatalogParseLogic
-from nudge.flows.decide import Decider
+from nudge.flows.decide import DecideInputs, Decider
 from nudge.scoring.catalog import Catalog, CatalogEntry, CatalogUpdate
 from nudge.scoring.catalogfeed import FeedError, envelope, parse_raw
 from nudge.sources.catalogfiles import read_records
+from nudge.state.outputs import DecideInput
 
 # -- feed formats ---------------------------------------------------------------------------
 
@@ -198,15 +199,16 @@ def run_decide(sizes: list[int], *, snapshot_at: int | None = None) -> list[tupl
     sku-1 each one shows."""
     d = Decider(1, None, catalog=True)
     out: list[Decision] = []
-    items: list[object] = [decision("ann", 4_000, ("sku-1",)), decision("bob", 7_000, ("sku-1",)),
-                           ShardMark(0, 20_000, False)]
+    items: list[DecideInputs] = [DecideInput([decision("ann", 4_000, ("sku-1",))]),
+                                 DecideInput([decision("bob", 7_000, ("sku-1",))]),
+                                 DecideInput(mark=ShardMark(0, 20_000, False))]
     chunks = catalog_chunks(LINES, sizes, final_after=False)
     # interleave: the shard's items first, then the catalog's chunks one by one
     for n, item in enumerate([*items, *chunks]):
         out.extend(d.feed([item]))
         if snapshot_at is not None and n == snapshot_at:
             d = Decider(1, None, pickle.loads(pickle.dumps(d.snapshot())), catalog=True)
-    out.extend(d.feed([ShardMark(0, None, True)]))
+    out.extend(d.feed([DecideInput(mark=ShardMark(0, None, True))]))
     out.extend(d.release(everything=True))
     return [(x.customer_id, x.context.viewed[0].name if x.context and x.context.viewed else "")
             for x in out]
@@ -221,7 +223,8 @@ def test_decisions_wait_for_the_catalog_and_see_it_as_of_their_due_time() -> Non
             assert run_decide(sizes, snapshot_at=at) == expected, (sizes, at)
     # nothing is released while the catalog's watermark is behind the due times
     d = Decider(1, None, catalog=True)
-    assert d.feed([decision("ann", 4_000, ("sku-1",)), ShardMark(0, 20_000, False)]) == []
+    assert d.feed([DecideInput([decision("ann", 4_000, ("sku-1",))],
+                               mark=ShardMark(0, 20_000, False))]) == []
     chunk = catalog_chunks(LINES[:1], [1], final_after=False)
     assert d.feed(chunk) == []  # catalog watermark 1 s
     assert [x.customer_id for x in d.feed(catalog_chunks(LINES[:3], [3], False)[-1:])] == ["ann"]
@@ -231,6 +234,7 @@ def test_catalog_dead_letters_and_no_catalog_means_no_shared_products() -> None:
     chunks = catalog_chunks(LINES, [4], final_after=True)
     assert [x.reason for c in chunks for x in c.dead] == ["invalid_json"]
     d = Decider(1, None)  # no catalog: decisions keep only the customer's own data
-    [out] = d.feed([decision("ann", 4_000, ("sku-1",)), ShardMark(0, None, True)])
+    [out] = d.feed([DecideInput([decision("ann", 4_000, ("sku-1",))],
+                                mark=ShardMark(0, None, True))])
     assert out.context is not None and out.context.viewed == () and \
         out.context.recommendations == () and out.context.cart[0].product_id == "own"

@@ -211,7 +211,6 @@ def test_exit_if_checked_by_kind_decides_as_checking_after_every_event() -> None
     import itertools
 
     from nudge.app import sample
-    from nudge.state.shard import Shard
 
     cfg = config("""[triggers.checkout_rescue]
 enabled = true
@@ -229,10 +228,9 @@ exit_if = "views_7d > 40"
     assert {j.name: j.exit_if_kinds is not None for j in filtered.program.with_exit_if} == {
         "cart_abandonment": True, "checkout_rescue": True, "browse_abandonment": False}
 
-    every = Pipeline(cfg)
-    program = dataclasses.replace(every.program, with_exit_if=tuple(
-        dataclasses.replace(j, exit_if_kinds=None) for j in every.program.with_exit_if))
-    every.shards = [Shard(i, program) for i in range(cfg.shards)]
+    program = dataclasses.replace(filtered.program, with_exit_if=tuple(
+        dataclasses.replace(j, exit_if_kinds=None) for j in filtered.program.with_exit_if))
+    every = Pipeline(cfg, program=program)
     every.feed(records)
     every.end()
     assert decisions(filtered, "checkout_rescue")  # the journey fired at all

@@ -20,7 +20,8 @@ It also keeps what needs every shard, or comes from outside the shop's event str
   later one.
 
 Item shapes in and out of the step (see nudge/flows/dataflow.py):
-    in:  ("decide", Decision | ShardMark | ItemDelta | CatalogChunk)
+    in:  ("decide", DecideInput | CatalogChunk)   a shard batch's decisions, item deltas and
+                                                 watermark mark; or a catalog chunk
     out: ("decide", Decision)
 """
 
@@ -36,15 +37,17 @@ from bytewax.operators import StatefulBatchLogic
 
 from nudge.core import metrics
 from nudge.core.journeyconfig import RecommendConfig
-from nudge.core.records import OUTCOME_SENT, Decision, Product, ShardMark
+from nudge.core.records import OUTCOME_SENT, Decision, Product
 from nudge.core.timefmt import least_watermark
 from nudge.flows.catalog import CatalogChunk
 from nudge.scoring.catalog import DEFAULT_MAX_PRODUCTS, Catalog, CatalogEntry
 from nudge.scoring.itemstats import ItemDelta
 from nudge.scoring.recommend import ItemModel
+from nudge.state.outputs import DecideInput
 
 log = logging.getLogger(__name__)
 DECIDE_KEY = "decide"
+DecideInputs = DecideInput | CatalogChunk  # what reaches decide: from the shards, the catalog
 MAX_VIEWED = 4  # viewed products an email shows
 
 
@@ -109,18 +112,20 @@ class Decider:
     def _shards_watermark(self) -> tuple[int | None, bool]:
         return _over(self.marks.values(), self.shards)
 
-    def feed(self, items: list[Any]) -> list[Decision]:
-        for item in items:
-            if isinstance(item, ShardMark):
-                self.marks[item.shard] = (item.watermark, item.final)
-            elif isinstance(item, ItemDelta):
-                if self.items is not None:
+    def feed(self, batches: list[DecideInputs]) -> list[Decision]:
+        for batch in batches:
+            if isinstance(batch, CatalogChunk):
+                self._catalog_chunk(batch)
+                continue
+            if batch.decisions:
+                self.pending.extend(batch.decisions)
+            if batch.deltas and self.items is not None:
+                for delta in batch.deltas:
                     self.seq += 1
-                    heapq.heappush(self.deltas, (item.bucket_end, item.shard, self.seq, item))
-            elif isinstance(item, CatalogChunk):
-                self._catalog_chunk(item)
-            else:
-                self.pending.append(item)
+                    heapq.heappush(self.deltas, (delta.bucket_end, delta.shard, self.seq, delta))
+            if batch.mark is not None:
+                mark = batch.mark
+                self.marks[mark.shard] = (mark.watermark, mark.final)
         return self.release()
 
     def _catalog_chunk(self, chunk: CatalogChunk) -> None:
@@ -208,14 +213,14 @@ class Decider:
                     "parts": self.cat_parts}}
 
 
-class DecideLogic(StatefulBatchLogic[Any, Decision, dict[str, Any]]):
+class DecideLogic(StatefulBatchLogic[DecideInputs, Decision, dict[str, Any]]):
     def __init__(self, shards: int, recommend: RecommendConfig | None,
                  resume: dict[str, Any] | None, *, catalog: bool = False,
                  max_products: int = DEFAULT_MAX_PRODUCTS) -> None:
         self.decider = Decider(shards, recommend, resume, catalog=catalog,
                                max_products=max_products)
 
-    def on_batch(self, values: list[Any]) -> tuple[list[Decision], bool]:
+    def on_batch(self, values: list[DecideInputs]) -> tuple[list[Decision], bool]:
         cat = self.decider.catalog
         refused = cat.refused if cat is not None else 0
         out = self.decider.feed(values)

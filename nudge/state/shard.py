@@ -40,11 +40,13 @@ from nudge.core.records import (
     ShardMark,
 )
 from nudge.core.timefmt import least_watermark
+from nudge.scoring.itemstats import ItemDelta
 from nudge.state import suppression
 from nudge.state.customer import Customer
 from nudge.state.dedup import MessageDedup
 from nudge.state.engagement import EngagementRanks
 from nudge.state.eventtime import event_order
+from nudge.state.outputs import ShardOutput
 from nudge.state.program import Program
 from nudge.state.store import CustomerStore
 from nudge.state.transitions import Shared, advance, apply, wake
@@ -84,16 +86,17 @@ class Shard:
 
     # -- the batch ----------------------------------------------------------------------
 
-    def process(self, chunks: list[ShardChunk]) -> list[Any]:
-        """Feed chunks; returns the outputs (Decision, SegmentChange, Outcome, ItemDelta,
-        ProfileWrite) and, if it moved, the shard's ShardMark last."""
+    def process(self, chunks: list[ShardChunk]) -> ShardOutput:
+        """Feed chunks; returns what they produced, by kind, with the shard's ShardMark
+        if its watermark moved."""
         for chunk in chunks:
             if chunk.shard != self.shard:
                 self._number(chunk.shard)
             if chunk.events:
                 self.pending.extend(chunk.events)
             self._observe(chunk)
-        out: list[Any] = self.publish()
+        profiles = self.publish()
+        deltas: list[ItemDelta] = []
         wm, final = self.watermark()
         # A chunk that leaves the watermark where it was runs nothing: events only arrive at
         # or after a shard's watermark (parse and the identity steps see to it). Most chunks
@@ -103,17 +106,15 @@ class Shard:
             self._run(wm, final)
             self.seen.expire(wm)
             if self.shared.items is not None:
-                out.extend(self.shared.items.flush(FOREVER if final else wm))
+                deltas = self.shared.items.flush(FOREVER if final else wm)
         o = self.shared.out
-        if o.decisions or o.segments or o.outcomes or o.addresses:
-            out.extend(o.decisions)
-            out.extend(o.segments)
-            out.extend(o.outcomes)
-            out.extend(o.addresses)
-            o.decisions, o.segments, o.outcomes, o.addresses = [], [], [], []
-        mark = self._mark()
-        if mark is not None:
-            out.append(mark)
+        if not (o.decisions or o.segments or o.outcomes or o.addresses):
+            return ShardOutput([], deltas, self._mark(), [], [], profiles, [])
+        # The lists leave with the output (another worker may read them while this shard
+        # runs on): the shard starts new ones.
+        out = ShardOutput(o.decisions, deltas, self._mark(), o.segments, o.outcomes, profiles,
+                          o.addresses)
+        o.decisions, o.segments, o.outcomes, o.addresses = [], [], [], []
         return out
 
     def _number(self, shard: int) -> None:
@@ -234,12 +235,12 @@ class Shard:
 
     # -- the profile view ---------------------------------------------------------------
 
-    def publish(self) -> list[Any]:
+    def publish(self) -> list[ProfileWrite]:
         """The records committed at the last snapshot, for the queryable profile view, and
         the shard's shared state (model, engagement ranks) under `__shard__/<n>`."""
         if not self.unpublished:
             return []
-        out: list[Any] = [ProfileWrite(cid, data) for cid, data in self.unpublished]
+        out = [ProfileWrite(cid, data) for cid, data in self.unpublished]
         out.append(ProfileWrite(f"__shard__/{self.shard}", pickle.dumps(self.shared_state())))
         self.unpublished = []
         return out
