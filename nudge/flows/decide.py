@@ -38,6 +38,7 @@ from bytewax.operators import StatefulBatchLogic
 from nudge.core import metrics
 from nudge.core.journeyconfig import RecommendConfig
 from nudge.core.records import OUTCOME_SENT, Decision, Product
+from nudge.core.snapshot import check, stamp
 from nudge.core.timefmt import least_watermark
 from nudge.flows.catalog import CatalogChunk
 from nudge.scoring.catalog import DEFAULT_MAX_PRODUCTS, Catalog, CatalogEntry
@@ -47,6 +48,7 @@ from nudge.state.outputs import DecideInput
 
 log = logging.getLogger(__name__)
 DECIDE_KEY = "decide"
+SNAPSHOT_FORMAT = 1  # pending decisions, marks, deltas, item model, catalog (core/snapshot.py)
 DecideInputs = DecideInput | CatalogChunk  # what reaches decide: from the shards, the catalog
 MAX_VIEWED = 4  # viewed products an email shows
 
@@ -80,6 +82,7 @@ class Decider:
             self.items = ItemModel(half_life_ms=r.half_life, neighbours=r.neighbours,
                                    trending_days=r.trending_days)
         if resume is not None:
+            check("decide", resume, SNAPSHOT_FORMAT)
             self.pending = list(resume["pending"])
             self.marks = {int(k): (v[0], v[1]) for k, v in resume["marks"].items()}
             self.deltas = list(resume["deltas"])
@@ -205,12 +208,13 @@ class Decider:
 
     def snapshot(self) -> dict[str, Any]:
         cat = self.catalog
-        return {"pending": list(self.pending), "marks": dict(self.marks),
-                "deltas": list(self.deltas), "seq": self.seq,
-                "items": self.items.snapshot() if self.items is not None else None,
-                "catalog": None if cat is None else {
-                    "state": cat.snapshot(), "marks": dict(self.cat_marks),
-                    "parts": self.cat_parts}}
+        return stamp(SNAPSHOT_FORMAT, {
+            "pending": list(self.pending), "marks": dict(self.marks),
+            "deltas": list(self.deltas), "seq": self.seq,
+            "items": self.items.snapshot() if self.items is not None else None,
+            "catalog": None if cat is None else {
+                "state": cat.snapshot(), "marks": dict(self.cat_marks),
+                "parts": self.cat_parts}})
 
 
 class DecideLogic(StatefulBatchLogic[DecideInputs, Decision, dict[str, Any]]):

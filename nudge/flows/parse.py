@@ -16,7 +16,7 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from bytewax.operators import StatefulBatchLogic
 
@@ -24,7 +24,10 @@ from nudge.core import metrics
 from nudge.core.config import EventsConfig, IdentityConfig
 from nudge.core.errors import InputError
 from nudge.core.records import DeadLetter, Event, ParsedChunk, Position, RawChunk
+from nudge.core.snapshot import check, stamp
 from nudge.flows.contract import Ignored, Limits, Refused, parse_record
+
+SNAPSHOT_FORMAT: Final = 1  # the partition clock (nudge/core/snapshot.py)
 
 __all__ = ["Ignored", "Limits", "ParseLogic", "PartitionClock", "Refused", "parse_chunk",
            "parse_record"]
@@ -136,6 +139,7 @@ class ParseLogic(StatefulBatchLogic[RawChunk, ParsedChunk, dict[str, Any]]):
         self.clock = clock
         self.pclock = PartitionClock(events.allowed_lateness)
         if resume is not None:
+            check("parse", resume, SNAPSHOT_FORMAT)
             self.pclock.max_ts = resume["max_ts"]
             self.pclock.heartbeat = resume["heartbeat"]
             self.pclock.emitted = resume["emitted"]
@@ -161,7 +165,8 @@ class ParseLogic(StatefulBatchLogic[RawChunk, ParsedChunk, dict[str, Any]]):
 
     def snapshot(self) -> dict[str, Any]:
         c = self.pclock
-        return {"max_ts": c.max_ts, "heartbeat": c.heartbeat, "emitted": c.emitted}
+        return stamp(SNAPSHOT_FORMAT,
+                     {"max_ts": c.max_ts, "heartbeat": c.heartbeat, "emitted": c.emitted})
 
 
 def _count(part: str, events: int, late: int, ignored: int, dead: list[DeadLetter]) -> None:
