@@ -18,7 +18,7 @@ from nudge.core.config import Config
 from nudge.core.ids import identity_key, links_key, shard_key
 from nudge.core.records import DeadLetter, Decision, Outcome, RawChunk, SegmentChange
 from nudge.flows import steps
-from nudge.flows.addresses import AddressesLogic, AddressShard
+from nudge.flows.addresses import AddressesLogic, AddressShard, address_shards
 from nudge.flows.catalog import CatalogParseLogic
 from nudge.flows.customers import CustomersLogic
 from nudge.flows.decide import DecideLogic
@@ -77,7 +77,9 @@ class Pipeline:
         self._customers = partial(CustomersLogic, self.program, False)
         cat = self.config.catalog
         self._addresses = partial(AddressesLogic, self.config.shards)
-        self._decide = partial(DecideLogic, 2 * self.config.shards, self.config.recommendations,
+        self.n_addr = address_shards(self.config.shards)
+        self._decide = partial(DecideLogic, self.config.shards + self.n_addr,
+                               self.config.recommendations,
                                catalog=cat.enabled, max_products=cat.max_products)
         self.address_logics: dict[str, AddressesLogic] = {}
         self._catalog_parse = partial(CatalogParseLogic, self.config.events)
@@ -122,7 +124,7 @@ class Pipeline:
     @property
     def addresses(self) -> list[AddressShard]:
         return [self._logic(self.address_logics, self._addresses, shard_key(i)).step
-                for i in range(self.config.shards)]
+                for i in range(self.n_addr)]
 
     @property
     def links(self) -> list[LinkShard]:
@@ -173,7 +175,7 @@ class Pipeline:
         self.segments.extend(_flat(steps.segment_changes, shards))
         self.outcomes.extend(_flat(steps.outcomes, shards))
         to_decide = [x for item in shards if (x := steps.to_decide(item)) is not None]
-        to_check = _flat(partial(steps.to_addresses, shards=self.config.shards), shards)
+        to_check = _flat(partial(steps.to_addresses, n=self.n_addr), shards)
         checked = _stateful(self.address_logics, self._addresses, to_check, eof)
         to_decide.extend(steps.from_addresses(item) for item in checked)
         return _logged(_stateful(self.decide, self._decide, to_decide, eof))

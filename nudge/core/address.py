@@ -46,6 +46,12 @@ MAX_LOCAL: Final = 64
 _ATOMS_ASCII = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 _ATEXT: Final = frozenset("!#$%&'*+/=?^_`{|}~-")
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+# The usual address in one match (ASCII, any case): what the checks below accept of it.
+# Labels here may still start or end with a hyphen: checked after (cheaper than in the
+# expression, which would backtrack over every label).
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_ASCII_ADDRESS = re.compile(
+    rf"({_ATOM}(?:\.{_ATOM})*)@([A-Za-z0-9-]{{1,63}}(?:\.[A-Za-z0-9-]{{1,63}})+)")
 
 
 def _local_ok(local: str) -> bool:
@@ -84,7 +90,19 @@ def _domain(domain: str) -> str | None:
 @lru_cache(maxsize=4096)
 def canonical(text: str) -> str | None:
     """The address as Nudge keeps and sends it, or None if `text` is not one it accepts."""
-    if len(text) > MAX_ADDRESS or text.count("@") != 1:
+    if len(text) > MAX_ADDRESS:
+        return None
+    if text.isascii():  # the usual case in one regular expression (~1 µs against ~8)
+        m = _ASCII_ADDRESS.fullmatch(text)
+        if m is None or len(m.group(1)) > MAX_LOCAL:
+            return None
+        domain = m.group(2)
+        if domain[0] == "-" or domain[-1] == "-" or ".-" in domain or "-." in domain or \
+                domain[domain.rindex(".") + 1:].isdigit():
+            return None
+        lowered = domain.lower()
+        return text if lowered == domain else f"{m.group(1)}@{lowered}"
+    if text.count("@") != 1:
         return None
     local, _, domain = text.partition("@")
     if not local.isascii():

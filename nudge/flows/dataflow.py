@@ -47,7 +47,7 @@ from nudge.core.config import Config
 from nudge.core.keyring import activate
 from nudge.core.records import DeadLetter, Decision, ParsedChunk
 from nudge.flows import steps
-from nudge.flows.addresses import AddressesLogic
+from nudge.flows.addresses import AddressesLogic, address_shards
 from nudge.flows.catalog import CatalogChunk, CatalogParseLogic
 from nudge.flows.customers import CustomersLogic
 from nudge.flows.decide import DecideInputs, DecideLogic
@@ -159,7 +159,7 @@ def check_addresses(shards: KeyedStream[ShardOutput],
     """Steps `to_addresses`, `addresses`, `from_addresses`: every sent decision passes the
     shard of its address, which may suppress it (nudge/flows/addresses.py)."""
     to_check = op.flat_map("to_addresses", shards,
-                           partial(steps.to_addresses, shards=config.shards))
+                           partial(steps.to_addresses, n=address_shards(config.shards)))
     # (address shard key, (address shard, AddressChange | Decision (sent) | ShardMark))
     checked = op.stateful_batch("addresses", to_check, partial(AddressesLogic, config.shards))
     # (address shard key, Decision | ShardMark): sent, or suppressed for the address
@@ -174,12 +174,12 @@ def decide(shards: KeyedStream[ShardOutput], checked: KeyedStream[DecideInput],
     to_decide: KeyedStream[DecideInputs] = op.filter_map("to_decide", shards, steps.to_decide)
     # ("decide", DecideInput): a shard batch's decisions that send nothing, deltas, mark
     to_decide = op.merge("decide_in", to_decide, checked)
-    # the marks of both steps: 2 x shards
+    # the marks of both steps: shards + address_shards(shards)
     if products is not None:
         to_decide = op.merge("decide_inputs", to_decide, products.chunks)
         # ("decide", DecideInput | CatalogChunk)
     return op.stateful_batch("decide", to_decide, partial(
-        DecideLogic, 2 * config.shards, config.recommendations,
+        DecideLogic, config.shards + address_shards(config.shards), config.recommendations,
         catalog=config.catalog.enabled, max_products=config.catalog.max_products))
     # ("decide", Decision), in (due, customer, trigger, stage) order; erasures for the ledger
 

@@ -69,19 +69,19 @@ def to_decide(item: tuple[str, ShardOutput]) -> tuple[str, DecideInput] | None:
     return DECIDE_KEY, DecideInput(decisions, out.deltas, out.mark)
 
 
-def to_addresses(item: tuple[str, ShardOutput], shards: int,
+def to_addresses(item: tuple[str, ShardOutput], n: int,
                  ) -> list[tuple[str, tuple[int, AddressChange | Decision | ShardMark]]]:
     """(shard key, ShardOutput) -> (address shard key, (address shard, x)): the sent
     decisions by recipient, the address changes by address, the mark to every address
-    shard (nudge/flows/addresses.py)."""
+    shard; `n` address shards (nudge/flows/addresses.py: address_shards)."""
     out = item[1]
     routed = []
     for d in out.decisions:
-        routed.extend(addresses.to_addresses(("", d), shards))
+        routed.extend(addresses.to_addresses(("", d), n))
     for change in out.addresses:
-        routed.extend(addresses.to_addresses(("", change), shards))
+        routed.extend(addresses.to_addresses(("", change), n))
     if out.mark is not None:
-        routed.extend(addresses.to_addresses(("", out.mark), shards))
+        routed.extend(addresses.to_addresses(("", out.mark), n))
     return routed
 
 

@@ -72,16 +72,17 @@ def changes(c: Customer, cid: str, ev: Event, was: bool | None) -> list[AddressC
     ESP's bounce or complaint, both for an erasure."""
     kind, ts = ev.kind, ev.ts
     info = ev.consent
-    own = normalised(c.email) if c.email else None
     if kind == Kind.IDENTIFY:
         given = ev.traits.marketing_consent if ev.traits is not None else None
-        if own is None or given is None:
-            return []
-        if given:
-            return [AddressChange(own, ts, OPT_IN, "all", cid)]
-        if was is True:  # a withdrawal, not a customer who never opted in
-            return [AddressChange(own, ts, UNSUBSCRIBE, "all", cid)]
+        if not c.email or given is None or given is was:
+            return []  # the usual identify: nothing changes (an opt-in only lifts what this
+            # customer withdrew, and it withdrew only if its consent was False)
+        if given and was is False:
+            return [AddressChange(normalised(c.email), ts, OPT_IN, "all", cid)]
+        if not given and was is True:  # a withdrawal, not a customer who never opted in
+            return [AddressChange(normalised(c.email), ts, UNSUBSCRIBE, "all", cid)]
         return []
+    own = normalised(c.email) if c.email else None
     if kind == Kind.UNSUBSCRIBED:
         scope = info.scope if info is not None else "all"
         return [AddressChange(own, ts, UNSUBSCRIBE, scope, cid)] if own else []
