@@ -7,19 +7,24 @@ from __future__ import annotations
 import pickle
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+import pytest
 from bytewax.testing import run_main
 
 from nudge.app.erase import erase
 from nudge.core import config as config_mod
 from nudge.core.config import Config
+from nudge.core.records import Kind
 from nudge.delivery.ledger import Ledger
 from nudge.flows.dataflow import build_flow
+from nudge.flows.parse import parse_record
 from nudge.sources.files import JsonlSource
 from nudge.state.profiles import ProfileStore
 from tests.events import add, identify, product, track
 from tests.flowtools import write_config
 from tests.harness import Pipeline
+from tests.test_parse import LIMITS
 
 SECRET = [b"erin-77", b"erin.private@example.com", b"Erinprivate"]
 
@@ -102,3 +107,17 @@ def test_after_the_event_and_nudge_erase_no_store_holds_her_personal_data(
     assert '"bob"' in (out / "decisions.jsonl").read_text()
     assert b'"event":"Erasure Requested"' in report.events[0]
     assert b'"userId":"erin-77"' in report.events[0]
+
+
+@pytest.mark.broker
+def test_nudge_erase_produces_the_event_keyed_by_the_customer(broker: Any,
+                                                               tmp_path: Path) -> None:
+    topic = broker.create_topic("erasure-events")
+    cfg = config_mod.load(write_config(tmp_path / "nudge.toml", tmp_path / "out", kafka={
+        "brokers": [broker.bootstrap], "topic": topic}))
+    report = erase(cfg, "erin-77", None, now_ms=1_790_000_000_000)
+    assert report.produced_to == f"topic {topic}"
+    records = broker.consume_all(topic)
+    assert [(key, parse_record(value, LIMITS).kind, parse_record(value, LIMITS).customer_id)
+            for _, _, key, value, _ in records] == \
+        [(b"erin-77", Kind.ERASURE_REQUESTED, "erin-77")]
