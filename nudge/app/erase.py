@@ -135,8 +135,8 @@ def _mentions(line: bytes, customers: set[str], email: str | None) -> bool:
     if obj.get("customer_id") in customers:
         return True
     raw = obj.get("raw")
-    if isinstance(raw, str):  # a dead letter: the original record
-        if any(f'"{cid}"' in raw for cid in customers):
+    if isinstance(raw, str):  # a dead letter: the original record, or an email's key
+        if raw.split("\x1f", 1)[0] in customers or any(f'"{cid}"' in raw for cid in customers):
             return True
         if email and email.lower() in raw.lower():
             return True

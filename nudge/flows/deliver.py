@@ -49,7 +49,7 @@ class _DeliveryPartition(StatefulSinkPartition[Email | Erasure, list[Email]]):
                 submit(item)
 
     def _erase(self, customer_id: str) -> None:
-        self._write_dead(self.pool.drain())  # nothing of theirs is written after this
+        self._report(self.pool.drain())  # nothing of theirs is written after this
         keys = self.pool.erase(customer_id)
         if self.outbox_dir is not None and keys:
             from nudge.delivery.outbox import erase_files
