@@ -36,8 +36,12 @@ from bytewax.operators import StatefulBatchLogic
 from nudge.core.address import normalised
 from nudge.core.ids import shard_of
 from nudge.core.records import OUTCOME_SENT, AddressChange, Decision, ShardMark
+from nudge.core.snapshot import check, stamp
 from nudge.flows.route import shard_key
 from nudge.state.suppression import AddressBook
+
+# pending items, marks, the suppression list (nudge/core/snapshot.py)
+SNAPSHOT_FORMAT = 1
 
 
 def address_shards(shards: int) -> int:
@@ -92,6 +96,7 @@ class AddressShard:
         self.emitted: tuple[int | None, bool] | None = None
         self.suppressed = 0
         if resume is not None:
+            resume = check("addresses", resume, SNAPSHOT_FORMAT)
             self.number = resume["number"]
             self.book = AddressBook(dict(resume["book"]))
             self.pending = list(resume["pending"])
@@ -146,9 +151,9 @@ class AddressShard:
         return out
 
     def snapshot(self) -> dict[str, Any]:
-        return {"number": self.number, "book": self.book.snapshot(),
-                "pending": list(self.pending), "marks": dict(self.marks),
-                "emitted": self.emitted}
+        return stamp(SNAPSHOT_FORMAT, {
+            "number": self.number, "book": self.book.snapshot(), "pending": list(self.pending),
+            "marks": dict(self.marks), "emitted": self.emitted})
 
 
 class AddressesLogic(StatefulBatchLogic[Any, Any, dict[str, Any]]):
