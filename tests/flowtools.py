@@ -138,7 +138,7 @@ def link_crashing_flow(config_path: str, flag_path: str, crash_at_link: int,
     """small_batch_flow whose identity step SIGKILLs the process when the `crash_at_link`-th
     LINK reaches it: the links step has decided the link, its merge is not made yet. Only
     once (a flag file marks the crash), so a resumed run goes through."""
-    from nudge.core.records import Kind
+    from nudge.core.events import Kind
     from nudge.state.identity import IdentityShard
 
     flag = Path(flag_path)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 import orjson
 
 from nudge.core.config import EventsConfig
-from nudge.core.records import RawChunk
+from nudge.core.events import RawChunk
 from nudge.flows.parse import Limits, parse_chunk
 
 Maker = Callable[[random.Random], bytes]

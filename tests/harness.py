@@ -15,8 +15,10 @@ from functools import partial
 from typing import Any, TypeVar
 
 from nudge.core.config import Config
+from nudge.core.deadletter import DeadLetter
+from nudge.core.events import RawChunk
 from nudge.core.ids import identity_key, links_key, shard_key
-from nudge.core.records import DeadLetter, Decision, Outcome, RawChunk, SegmentChange
+from nudge.core.records import Decision, Outcome, SegmentChange
 from nudge.flows import steps
 from nudge.flows.addresses import AddressesLogic, AddressShard, address_shards
 from nudge.flows.catalog import CatalogParseLogic

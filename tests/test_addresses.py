@@ -17,7 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nudge.core.address import canonical
-from nudge.core.config import Config, EventsConfig, SmtpConfig
+from nudge.core.config import Config, EventsConfig
+from nudge.core.deliveryconfig import SmtpConfig
 from nudge.core.errors import InputError, PermanentDeliveryError
 from nudge.core.records import Email
 from nudge.delivery.message import to_bytes

@@ -9,7 +9,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from nudge.core.records import OUTCOME_SENT, Decision, EmailContext, Product, ShardMark
+from nudge.core.events import Product
+from nudge.core.records import OUTCOME_SENT, Decision, EmailContext, ShardMark
 from nudge.flows.catalog import CatalogChunk, CatalogParseLogic
 from nudge.flows.decide import DecideInputs, Decider
 from nudge.scoring.catalog import Catalog, CatalogEntry, CatalogUpdate
@@ -175,7 +176,7 @@ def decision(cid: str, due: int, recent: tuple[str, ...]) -> Decision:
 
 def catalog_chunks(lines: list[bytes], sizes: list[int], final_after: bool) -> list[CatalogChunk]:
     from nudge.core.config import EventsConfig
-    from nudge.core.records import RawChunk
+    from nudge.core.events import RawChunk
 
     logic = CatalogParseLogic(EventsConfig(allowed_lateness=0), None)
     out: list[CatalogChunk] = []

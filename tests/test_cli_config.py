@@ -123,7 +123,7 @@ def test_bundled_sample_is_current() -> None:
 
 def test_bundled_catalog_is_current() -> None:
     """The demo's catalog feed is exactly what `python -m nudge.app.sample --catalog` writes."""
-    from nudge.app.sample import catalog_csv
+    from nudge.app.samplecatalog import catalog_csv
 
     assert catalog_csv() == (ROOT / "nudge" / "data" / "catalog.csv").read_text("utf-8")
 def test_an_error_inside_the_dataflow_is_one_line_naming_the_config_key(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from nudge.core.config import Config
 from nudge.core.errors import InputError
-from nudge.core.records import Kind
+from nudge.core.events import Kind
 from nudge.flows.parse import parse_record
 from tests.events import add, identify, product, track
 from tests.harness import Pipeline

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nudge.core.records import DeadLetter, Position
+from nudge.core.deadletter import DeadLetter
+from nudge.core.events import Position
 
 
 def round_trip(raw: bytes) -> tuple[DeadLetter, bool, dict]:

@@ -13,7 +13,8 @@ import orjson
 
 from nudge.app.refeed import finish_interrupted, one_line, replay_dead_letters
 from nudge.core.config import Config, DeadLetterReplayConfig, OutputsConfig
-from nudge.core.records import DeadLetter, Position
+from nudge.core.deadletter import DeadLetter
+from nudge.core.events import Position
 from nudge.state.replayed import ReplayStore, letter_key
 from tests.badinput import bad_records
 from tests.events import add, identify, track, view

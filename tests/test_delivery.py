@@ -13,9 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nudge.core.config import Config, EspConfig, SmtpConfig
+from nudge.core.config import Config
+from nudge.core.deliveryconfig import EspConfig, SmtpConfig
 from nudge.core.errors import ConfigError
-from nudge.core.records import Decision, Email, EmailContext, Product
+from nudge.core.events import Product
+from nudge.core.records import Decision, Email, EmailContext
 from nudge.delivery.engine import Deliverer
 from nudge.delivery.esp import EspTransport, payload, retry_after
 from nudge.delivery.ledger import Ledger, LedgerError

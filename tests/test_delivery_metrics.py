@@ -31,7 +31,7 @@ def test_sent_failed_retries_and_latency_are_counted(tmp_path: Path) -> None:
                             reason="retries_exhausted"),
         "latency": _value("nudge_due_to_sent_seconds_count", transport="esp"),
     }
-    from nudge.core.config import EspConfig
+    from nudge.core.deliveryconfig import EspConfig
 
     with esp_server(script=["500", "202", "400", "503", "503", "503"], fault_rate=0.0) as esp:
         t = EspTransport(EspConfig(url=esp.url, timeout=2000), api_key="k")

@@ -15,7 +15,7 @@ from bytewax.testing import run_main
 from nudge.app.erase import erase
 from nudge.core import config as config_mod
 from nudge.core.config import Config
-from nudge.core.records import Kind
+from nudge.core.events import Kind
 from nudge.delivery.ledger import Ledger
 from nudge.flows.dataflow import build_flow
 from nudge.flows.parse import parse_record

@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from nudge.core.config import EspConfig
+from nudge.core.deliveryconfig import EspConfig
 from nudge.core.errors import PermanentDeliveryError
 from nudge.core.records import Email
 from nudge.delivery.esp import EspTransport

@@ -16,7 +16,7 @@ from bytewax.run import cli_main
 from bytewax.testing import run_main
 
 from nudge.app import sample
-from nudge.app.cli import DEMO_CONFIG
+from nudge.app.runflow import DEMO_CONFIG
 from nudge.core import config as config_mod
 from nudge.flows.dataflow import build_flow
 from nudge.flows.sinks import decision_json, outcome_line, segment_line

@@ -10,7 +10,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from nudge.core.config import EspConfig, SmtpConfig, load_text
+from nudge.core.config import load_text
+from nudge.core.deliveryconfig import EspConfig, SmtpConfig
 from nudge.core.errors import ConfigError, TransientDeliveryError
 from nudge.core.ids import log_id
 from nudge.core.records import Email

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from nudge.core.config import CapsConfig, EventsConfig, load_text
 from nudge.core.errors import InputError
-from nudge.core.records import Kind
+from nudge.core.events import Kind
 from nudge.core.timefmt import HOUR
 from nudge.flows.parse import Limits, PartitionClock, parse_record
 from tests.badinput import bad_records

@@ -12,7 +12,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from nudge.core.config import Config, load_text
-from nudge.core.records import Decision, EmailContext, Incentive, Product
+from nudge.core.events import Product
+from nudge.core.records import Decision, EmailContext, Incentive
 from nudge.core.timefmt import parse_iso
 from nudge.templates.links import LinkPolicy
 from nudge.templates.render import TEMPLATE_DIR, Renderer

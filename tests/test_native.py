@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from nudge.app.cli import DEMO_CONFIG
+from nudge.app.runflow import DEMO_CONFIG
 from nudge.core import compiled as native
 from nudge.core.errors import StaleBuildError
 

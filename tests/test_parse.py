@@ -9,8 +9,10 @@ from hypothesis import strategies as st
 
 from nudge.core.config import EventsConfig
 from nudge.core.errors import InputError
-from nudge.core.records import Event, Kind, RawChunk
-from nudge.flows.contract import TRACK_NAMES, Ignored, Refused, _fast, _full
+from nudge.core.events import TRACK_NAMES, Event, Kind, RawChunk
+from nudge.flows.contract import Ignored, Refused
+from nudge.flows.fastpath import read_fast
+from nudge.flows.fullpath import read_full
 from nudge.flows.parse import Limits, PartitionClock, parse_chunk, parse_record
 from tests.events import add, identify, product, track
 
@@ -157,9 +159,9 @@ def test_fast_path_and_full_path_agree(event: str, user: object, ts: str, price:
     raw = orjson.dumps({"type": "track", "event": event, "userId": user, "messageId": "m",
                         "timestamp": ts, "properties": props})
     doc_ = orjson.loads(raw)
-    fast = _fast(raw, LIMITS, 3, 5)
+    fast = read_fast(raw, LIMITS, 3, 5)
     try:
-        full: Event | str = _full(doc_, LIMITS, 3, 5)
+        full: Event | str = read_full(doc_, LIMITS, 3, 5)
     except InputError as exc:
         full = exc.reason
     if fast is not None:
@@ -200,9 +202,9 @@ def test_fast_path_accepts_nothing_the_full_path_reads_differently(
               "messageId": mid, "timestamp": ts, "properties": props, "traits": traits,
               "context": {"traits": ctx_traits} if ctx_traits is not None else None}
     raw = orjson.dumps({k: v for k, v in fields.items() if v is not None or k == "properties"})
-    fast = _fast(raw, LIMITS, 3, 5)
+    fast = read_fast(raw, LIMITS, 3, 5)
     try:
-        full: Event | str = _full(orjson.loads(raw), LIMITS, 3, 5)
+        full: Event | str = read_full(orjson.loads(raw), LIMITS, 3, 5)
     except InputError as exc:
         full = exc.reason
     except Ignored:
@@ -231,7 +233,7 @@ def test_rudderstack_identify_traits_under_context_count() -> None:
                                     "library": {"name": "analytics-python"}}})
     ev = parse_record(raw, LIMITS)
     assert (ev.traits.email, ev.traits.marketing_consent) == ("r1@example.com", True)
-    assert _fast(raw, LIMITS, 0, 0) == ev
+    assert read_fast(raw, LIMITS, 0, 0) == ev
     both = orjson.dumps({"type": "identify", "userId": "r1", "timestamp": "2026-10-05T10:00:00Z",
                          "traits": {"marketing_consent": False},
                          "context": {"traits": {"email": "r1@example.com",

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nudge.core.records import Product
+from nudge.core.events import Product
 from nudge.core.timefmt import DAY, HOUR, MINUTE
 from nudge.scoring.recommend import Directory, Item, ItemDelta, ItemModel, ItemStatsBuilder
 

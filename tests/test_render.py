@@ -10,8 +10,9 @@ import pytest
 
 from nudge.core.config import Config
 from nudge.core.errors import RenderError
+from nudge.core.events import Product
 from nudge.core.keyring import Keyring
-from nudge.core.records import Decision, EmailContext, Product
+from nudge.core.records import Decision, EmailContext
 from nudge.core.tokens import ForgedToken, verify
 from nudge.templates.render import Renderer, preview, with_utm
 

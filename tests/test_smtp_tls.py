@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import trustme
 
-from nudge.core.config import SmtpConfig, load_text
+from nudge.core.config import load_text
+from nudge.core.deliveryconfig import SmtpConfig
 from nudge.core.errors import ConfigError, PermanentDeliveryError, TransientDeliveryError
 from nudge.delivery.smtp import SmtpTransport
 from tests.servers import smtp_server

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from nudge.app.cli import DEMO_CONFIG
+from nudge.app.runflow import DEMO_CONFIG
 from nudge.core import config as config_mod
 from nudge.flows.dataflow import build_flow
 from nudge.sources.files import JsonlSource

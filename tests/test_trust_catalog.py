@@ -18,7 +18,7 @@ from pathlib import Path
 
 import orjson
 
-from nudge.app.sample import CATALOG_COLUMNS
+from nudge.app.samplecatalog import CATALOG_COLUMNS
 from nudge.sources.catalogfiles import csv_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -158,7 +158,8 @@ def test_without_a_catalog_nothing_crosses_customers(tmp_path: Path) -> None:
 
 def test_own_cart_links_to_other_hosts_are_replaced_and_counted(tmp_path: Path) -> None:
     from nudge.core.config import Config
-    from nudge.core.records import Decision, EmailContext, Product
+    from nudge.core.events import Product
+    from nudge.core.records import Decision, EmailContext
     from nudge.core.timefmt import parse_iso
     from nudge.templates.render import Renderer
 

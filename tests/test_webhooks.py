@@ -129,7 +129,7 @@ def test_webhooks_verify_their_signatures_and_produce_events(broker: Broker,
 def test_the_flow_takes_webhook_events_without_dead_letters() -> None:
     """What the webhooks produce parses in the flow; Email Delivered is an event of its own
     kind and changes no decision."""
-    from nudge.core.records import Kind
+    from nudge.core.events import Kind
     from tests.events import add, identify, view
     from tests.harness import Pipeline
 

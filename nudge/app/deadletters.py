@@ -31,8 +31,9 @@ from pathlib import Path
 import orjson
 
 from nudge.core.config import Config
+from nudge.core.deadletter import DeadLetter
 from nudge.core.errors import InputError, NudgeError
-from nudge.core.records import DeadLetter, Position
+from nudge.core.events import Position
 from nudge.core.timefmt import to_iso
 from nudge.flows.parse import Ignored, Limits, Refused, parse_record
 from nudge.state.replayed import ReplayStore, letter_key

@@ -27,6 +27,9 @@ COMPILED = (
     "nudge/state/transitions.py",
     "nudge/state/windows.py",
     "nudge/flows/contract.py",
+    "nudge/flows/fastpath.py",
+    "nudge/flows/fullpath.py",
+    "nudge/flows/limits.py",
     "nudge/flows/parse.py",
     "nudge/flows/route.py",
 )

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from nudge.core.records import DeadLetter, Email
+from nudge.core.deadletter import DeadLetter
+from nudge.core.records import Email
 
 
 class Transport(Protocol):

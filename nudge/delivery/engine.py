@@ -30,9 +30,10 @@ from typing import Any
 import orjson
 
 from nudge.core import metrics
+from nudge.core.deadletter import DeadLetter
 from nudge.core.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from nudge.core.ids import log_id
-from nudge.core.records import DeadLetter, Email
+from nudge.core.records import Email
 from nudge.delivery.base import Transport
 from nudge.delivery.ledger import Ledger
 from nudge.delivery.retry import RetryPolicy, send_with_retry

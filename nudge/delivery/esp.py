@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from nudge.core.config import EspConfig
+from nudge.core.deliveryconfig import EspConfig
 from nudge.core.errors import ConfigError, PermanentDeliveryError, TransientDeliveryError
 from nudge.core.ids import key_digest
 from nudge.core.records import Email

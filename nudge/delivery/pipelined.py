@@ -24,8 +24,9 @@ import time
 from typing import Any, Protocol
 
 from nudge.core import metrics
+from nudge.core.deadletter import DeadLetter
 from nudge.core.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
-from nudge.core.records import DeadLetter, Email
+from nudge.core.records import Email
 from nudge.delivery.engine import ATTEMPTING, RateLimiter, dead_letter, in_doubt, mark_reported
 from nudge.delivery.ledger import Ledger
 

@@ -12,8 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 from nudge.core import metrics
+from nudge.core.deadletter import DeadLetter
 from nudge.core.ids import log_id
-from nudge.core.records import DeadLetter, Email
+from nudge.core.records import Email
 from nudge.delivery.base import Transport
 from nudge.delivery.engine import Deliverer, RateLimited, RateLimiter, mark_reported
 from nudge.delivery.ledger import Ledger

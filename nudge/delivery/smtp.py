@@ -18,7 +18,7 @@ import ssl
 from email.utils import parseaddr
 from typing import Any
 
-from nudge.core.config import SmtpConfig
+from nudge.core.deliveryconfig import SmtpConfig
 from nudge.core.errors import ConfigError, PermanentDeliveryError, TransientDeliveryError
 from nudge.core.records import Email
 from nudge.delivery.message import recipient, to_bytes

@@ -20,7 +20,8 @@ from bytewax.operators import StatefulBatchLogic
 
 from nudge.core import metrics
 from nudge.core.config import EventsConfig
-from nudge.core.records import DeadLetter, Position, RawChunk
+from nudge.core.deadletter import DeadLetter
+from nudge.core.events import Position, RawChunk
 from nudge.scoring.catalog import CatalogUpdate
 from nudge.scoring.catalogfeed import FeedError, parse_raw
 

@@ -44,8 +44,9 @@ from bytewax.outputs import DynamicSink, FixedPartitionedSink, Sink
 from nudge.core import config as config_mod
 from nudge.core import metrics
 from nudge.core.config import Config
+from nudge.core.deadletter import DeadLetter
 from nudge.core.keyring import activate
-from nudge.core.records import DeadLetter, Decision, ParsedChunk
+from nudge.core.records import Decision, ParsedChunk
 from nudge.flows import steps
 from nudge.flows.addresses import AddressesLogic, address_shards
 from nudge.flows.catalog import CatalogChunk, CatalogParseLogic

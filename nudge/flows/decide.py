@@ -36,8 +36,9 @@ from typing import Any
 from bytewax.operators import StatefulBatchLogic
 
 from nudge.core import metrics
+from nudge.core.events import Product
 from nudge.core.journeyconfig import RecommendConfig
-from nudge.core.records import OUTCOME_SENT, Decision, Product
+from nudge.core.records import OUTCOME_SENT, Decision
 from nudge.core.snapshot import check, stamp
 from nudge.core.timefmt import least_watermark
 from nudge.flows.catalog import CatalogChunk

@@ -19,7 +19,8 @@ import orjson
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from nudge.core.config import Config
-from nudge.core.records import DeadLetter, Email, Erasure
+from nudge.core.deadletter import DeadLetter
+from nudge.core.records import Email, Erasure
 from nudge.delivery.senders import sender_for
 
 

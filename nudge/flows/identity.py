@@ -19,7 +19,8 @@ from bytewax.operators import StatefulBatchLogic
 
 from nudge.core import metrics
 from nudge.core.config import Config
-from nudge.core.records import DeadLetter, ShardChunk
+from nudge.core.deadletter import DeadLetter
+from nudge.core.records import ShardChunk
 from nudge.state.identity import IdentityShard
 from nudge.state.links import Fanout, LinkShard
 

@@ -22,8 +22,10 @@ from bytewax.operators import StatefulBatchLogic
 
 from nudge.core import metrics
 from nudge.core.config import EventsConfig, IdentityConfig
+from nudge.core.deadletter import DeadLetter
 from nudge.core.errors import InputError
-from nudge.core.records import DeadLetter, Event, ParsedChunk, Position, RawChunk
+from nudge.core.events import Event, Position, RawChunk
+from nudge.core.records import ParsedChunk
 from nudge.core.snapshot import check, stamp
 from nudge.flows.contract import Ignored, Limits, Refused, parse_record
 

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from nudge.core.events import Kind
 from nudge.core.ids import ANON_PREFIX, identity_key, links_key, shard_key, shard_of
-from nudge.core.records import Kind, ParsedChunk, ShardChunk
+from nudge.core.records import ParsedChunk, ShardChunk
 
 __all__ = ["Routes", "route", "shard_key"]
 

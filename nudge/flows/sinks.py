@@ -17,7 +17,8 @@ import orjson
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from nudge.core.config import Config
-from nudge.core.records import DeadLetter, Decision, Outcome, SegmentChange
+from nudge.core.deadletter import DeadLetter
+from nudge.core.records import Decision, Outcome, SegmentChange
 from nudge.core.timefmt import to_iso
 
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 import dataclasses
 
 from nudge.core.config import Config
+from nudge.core.deadletter import DeadLetter
 from nudge.core.errors import NudgeError
 from nudge.core.ids import log_id
 from nudge.core.records import (
     OUTCOME_ERASED,
     OUTCOME_SENT,
     AddressChange,
-    DeadLetter,
     Decision,
     Email,
     Erasure,

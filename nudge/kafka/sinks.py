@@ -12,7 +12,7 @@ from typing import Any
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from nudge.core.config import KafkaConfig
-from nudge.core.records import DeadLetter
+from nudge.core.deadletter import DeadLetter
 from nudge.kafka.producer import KafkaProducerClient
 
 

@@ -45,7 +45,7 @@ from confluent_kafka.admin import AdminClient
 
 from nudge.core.config import EventsConfig, KafkaConfig
 from nudge.core.errors import SourceError
-from nudge.core.records import RawChunk
+from nudge.core.events import RawChunk
 from nudge.kafka.client import consumer_config as _client_config
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from nudge.core.errors import SourceError
-from nudge.core.records import RawChunk
+from nudge.core.events import RawChunk
 
 Item = tuple[str, RawChunk]
 MAX_FIELD = 1 << 20  # csv's own limit is 128 KiB; a longer field is dead-lettered, not fatal

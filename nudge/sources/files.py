@@ -15,7 +15,7 @@ from pathlib import Path
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from nudge.core.errors import SourceError
-from nudge.core.records import RawChunk
+from nudge.core.events import RawChunk
 
 Item = tuple[str, RawChunk]
 State = tuple[int, int]  # (byte offset, next line number)

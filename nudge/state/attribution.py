@@ -27,7 +27,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final
 
-from nudge.core.records import OUTCOME_HOLDOUT, OUTCOME_SENT, Decision, EmailRef, Kind, Outcome
+from nudge.core.events import EmailRef, Kind
+from nudge.core.records import OUTCOME_HOLDOUT, OUTCOME_SENT, Decision, Outcome
 from nudge.state.customer import MAX_OUTCOMES, Customer
 
 Learn = Callable[[dict[str, float], bool], Any]

@@ -18,7 +18,7 @@ from typing import Any, Final
 import msgspec
 
 from nudge.core.errors import SnapshotError
-from nudge.core.records import Event, Kind, Traits
+from nudge.core.events import Event, Kind, Traits
 from nudge.core.timefmt import DAY, HOUR
 from nudge.state.windows import bump, last_bucket
 

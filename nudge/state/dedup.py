@@ -36,7 +36,7 @@ from typing import Any, Final
 
 from xxhash import xxh3_128_intdigest
 
-from nudge.core.records import Event
+from nudge.core.events import Event
 
 _NONE: Final[dict[int, int]] = {}
 

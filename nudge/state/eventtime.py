@@ -18,7 +18,8 @@ from __future__ import annotations
 from operator import attrgetter
 from typing import Any, Final
 
-from nudge.core.records import Event, ShardChunk
+from nudge.core.events import Event
+from nudge.core.records import ShardChunk
 
 event_order: Final = attrgetter("ts", "customer_id", "offset", "part", "kind")
 

@@ -29,8 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from nudge.core.events import Kind
 from nudge.core.journeyconfig import FeaturesConfig
-from nudge.core.records import Kind
 from nudge.core.timefmt import DAY, HOUR
 from nudge.state.customer import (
     ADDS,

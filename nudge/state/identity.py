@@ -27,6 +27,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from nudge.core.config import IdentityConfig
+from nudge.core.events import Event, Kind
 from nudge.core.ids import (
     anonymous_key,
     anonymous_of,
@@ -36,7 +37,7 @@ from nudge.core.ids import (
     shard_key,
     shard_of,
 )
-from nudge.core.records import Event, Kind, ShardChunk
+from nudge.core.records import ShardChunk
 from nudge.state.eventtime import EventTimeBuffer
 from nudge.state.links import Fanout, emit, refusal
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from nudge.core.records import Event, Kind
+from nudge.core.events import Event, Kind
 from nudge.state import engagement, journeys
 from nudge.state.customer import (
     MAX_CART_LINES,

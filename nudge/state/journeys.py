@@ -19,15 +19,14 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from nudge.core.events import Event, Product
 from nudge.core.records import (
     OUTCOME_HOLDOUT,
     OUTCOME_SENT,
     OUTCOME_SUPPRESSED,
     Decision,
     EmailContext,
-    Event,
     Incentive,
-    Product,
 )
 from nudge.scoring.experiments import in_holdout, pick_variant
 from nudge.state.customer import Customer, cart_value, note_decision

@@ -27,8 +27,10 @@ import json
 from typing import Any, Final
 
 from nudge.core.config import IdentityConfig
+from nudge.core.deadletter import DeadLetter
+from nudge.core.events import Event, Kind
 from nudge.core.ids import identity_key, links_key, log_id, shard_of, user_of
-from nudge.core.records import DeadLetter, Event, Kind, ShardChunk
+from nudge.core.records import ShardChunk
 from nudge.core.timefmt import to_iso
 from nudge.state.eventtime import EventTimeBuffer
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 from nudge.core.config import CapsConfig, Config, QuietHoursConfig
 from nudge.core.errors import ConfigError
+from nudge.core.events import TRACK_NAMES, Kind
 from nudge.core.journeyconfig import FeaturesConfig, ModelConfig, StageConfig, TriggerConfig
-from nudge.core.records import TRACK_NAMES, Kind
 from nudge.state.features import changed_by
 from nudge.state.rules import Rule, compile_rule
 

@@ -25,7 +25,7 @@ import orjson
 from rocksdict import AccessType, Rdict, WriteBatch, WriteOptions
 
 from nudge.core.errors import ReplayStoreError
-from nudge.core.records import Position
+from nudge.core.events import Position
 
 SEP = "\x1f"
 _LETTER = b"dl" + SEP.encode()

@@ -30,15 +30,8 @@ from operator import attrgetter
 from typing import Any, Final
 
 from nudge.core.errors import SnapshotError
-from nudge.core.records import (
-    OUTCOME_ERASED,
-    Decision,
-    Event,
-    Kind,
-    ProfileWrite,
-    ShardChunk,
-    ShardMark,
-)
+from nudge.core.events import Event, Kind
+from nudge.core.records import OUTCOME_ERASED, Decision, ProfileWrite, ShardChunk, ShardMark
 from nudge.core.timefmt import least_watermark
 from nudge.scoring.itemstats import ItemDelta
 from nudge.state import suppression

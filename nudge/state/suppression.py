@@ -39,7 +39,8 @@ import hashlib
 from typing import Any, Final
 
 from nudge.core.address import digest, normalised
-from nudge.core.records import OUTCOME_SUPPRESSED, AddressChange, Decision, Event, Kind
+from nudge.core.events import Event, Kind
+from nudge.core.records import OUTCOME_SUPPRESSED, AddressChange, Decision
 from nudge.state.customer import Customer
 
 ADDRESS_SUPPRESSED: Final = "address_suppressed"

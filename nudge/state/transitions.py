@@ -16,15 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from nudge.core.events import CONSENT_KINDS, EMAIL_KINDS, Event, Kind
 from nudge.core.records import (
-    CONSENT_KINDS,
-    EMAIL_KINDS,
     OUTCOME_HOLDOUT,
     OUTCOME_SENT,
     AddressChange,
     Decision,
-    Event,
-    Kind,
     Outcome,
     SegmentChange,
 )

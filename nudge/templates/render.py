@@ -29,9 +29,10 @@ from jinja2.sandbox import SandboxedEnvironment
 from nudge.core import metrics
 from nudge.core.config import Config
 from nudge.core.errors import RenderError
+from nudge.core.events import Product
 from nudge.core.ids import key_digest, log_id
 from nudge.core.keyring import Keyring, load_keyring
-from nudge.core.records import Decision, Email, EmailContext, Product
+from nudge.core.records import Decision, Email, EmailContext
 from nudge.core.tokens import Purpose, for_email, sign
 from nudge.templates.links import LinkPolicy, host_of, product_link
 

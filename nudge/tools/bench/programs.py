@@ -117,7 +117,7 @@ def dedup_cost(path: str) -> dict[str, float]:
     and in the shard's batches: (customer, messageId) digests (what runs), and a dict keyed
     by the messageId string (the cost of keying by the id alone, for comparison)."""
     from nudge.core.config import EventsConfig
-    from nudge.core.records import RawChunk
+    from nudge.core.events import RawChunk
     from nudge.flows.parse import Limits, parse_chunk
     from nudge.state.dedup import MessageDedup
 
@@ -224,9 +224,9 @@ def _flow_config(out: str, profile: str = "lean", transport: str = "outbox",
                  bootstrap: str = "", topic: str = "") -> Any:
     import dataclasses
 
-    from nudge.app.cli import DEMO_CONFIG
+    from nudge.app.runflow import DEMO_CONFIG
     from nudge.core import config as config_mod
-    from nudge.core.config import Transport
+    from nudge.core.deliveryconfig import Transport
 
     cfg = config_mod.load(DEMO_CONFIG) if profile == "all" else config_mod.Config()
     if profile in ("default", "lean+catalog"):  # recommendations need a catalog
