@@ -127,8 +127,9 @@ class Chaos:
         self.data = data
         self.out = out
         out.mkdir()
-        self.conf = write_config(out / "nudge.toml", out)
         self.db = out / "recovery"
+        # the shards' customer stores live under it (nudge/state/customerdb.py)
+        self.conf = write_config(out / "nudge.toml", out, recovery={"dir": str(self.db)})
         self.db.mkdir()
         self.db_parts = db_parts
         init_db_dir(self.db, db_parts)
@@ -180,6 +181,8 @@ class Chaos:
     def check_final(self, worker_counts: list[int]) -> None:
         """After the final run: the whole output, and that it resumed each time."""
         ref = self.data.reference
+        # the customers were kept in the shards' stores on disk, not in the snapshots
+        assert len(list((self.db / "customers").glob("shard-*/CURRENT"))) == 8
         assert lines(self.out / "decisions.jsonl") == self.data.expected
         assert emails(self.out) == self.data.emails  # same names, same bytes
         outbox, ref_outbox = self.out / "outbox", ref / "outbox"

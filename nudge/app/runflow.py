@@ -117,9 +117,12 @@ def replay(files: list[str], config: Config, *, decisions: str, outbox: str | No
     delivery = config.delivery
     if outbox is not None:
         delivery = with_changes(delivery, transport="outbox", outbox_dir=outbox)
-    # A catalog topic is read to its end, like the files: a replay is bounded.
+    # A catalog topic is read to its end, like the files: a replay is bounded. A replay
+    # runs without recovery: its shards keep their customers in memory, never in (nor
+    # rolling back) the stores of `nudge run` under recovery.dir.
     config = with_changes(config, outputs=outputs, delivery=delivery,
-                   kafka=with_changes(config.kafka, tail=False))
+                   kafka=with_changes(config.kafka, tail=False),
+                   recovery=with_changes(config.recovery, dir=""))
     for path in (decisions, outputs.dead_letters, outputs.segments, outputs.outcomes):
         if path and path != "kafka":
             Path(path).parent.mkdir(parents=True, exist_ok=True)

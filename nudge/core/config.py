@@ -243,6 +243,13 @@ class RecoveryConfig:
     backup_interval: Duration = setting(
         parse_duration("0s"), "How long old snapshots are kept (for storage backed up with a "
                               "delay).")
+    store_history: Positive = setting(
+        16, "How many of its latest commits (one an epoch) each shard's customer store can "
+            "undo, for a run that resumes from an older snapshot than the store reached (after "
+            "a crash, or from recovery partitions restored from a backup: keep it above "
+            "`backup_interval` / `snapshot_interval`). The stores live in "
+            "`<recovery.dir>/customers/`; an erased customer's bytes leave their files this "
+            "many commits of the shard after the erasure.")
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,10 +24,11 @@ from nudge.state.shard import Shard
 
 
 class CustomersLogic(StatefulBatchLogic[ShardChunk, ShardOutput, dict[str, Any]]):
-    def __init__(self, program: Program, profiles: bool, resume: dict[str, Any] | None) -> None:
+    def __init__(self, program: Program, profiles: bool, resume: dict[str, Any] | None, *,
+                 disk: tuple[str, int] | None = None) -> None:
         # Bytewax gives a builder only the resume state, not the key: the shard learns its
         # number from its first chunk (and keeps it in the snapshot).
-        self.shard = Shard(-1, program, resume, profiles=profiles)
+        self.shard = Shard(-1, program, resume, profiles=profiles, disk=disk)
 
     def on_batch(self, values: list[ShardChunk]) -> tuple[list[ShardOutput], bool]:
         dups = self.shard.stats["duplicates"]

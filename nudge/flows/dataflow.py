@@ -119,8 +119,13 @@ def customers(parsed: Parsed, program: Program, config: Config) -> Customers:
     # then the partition's tick
     routed, identity_dead = identity_steps(config, routed)
     # (shard key, ShardChunk) from route and the identity steps
+    # With recovery, each shard's records live in a RocksDB store under recovery.dir and its
+    # snapshot carries the store's position (nudge/state/customerdb.py).
+    disk = ((str(Path(config.recovery.dir) / "customers"), config.recovery.store_history)
+            if config.recovery.dir else None)
     return Customers(op.stateful_batch(
-        "customers", routed, partial(CustomersLogic, program, bool(config.outputs.profiles))),
+        "customers", routed,
+        partial(CustomersLogic, program, bool(config.outputs.profiles), disk=disk)),
         identity_dead)
 
 

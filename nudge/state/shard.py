@@ -18,8 +18,11 @@ customers share (engagement ranks, the propensity model, item statistics), is a 
 of that order alone: the same for any batching, pacing, worker count and crash-and-resume.
 
 Transaction boundary: records live in a CustomerStore (nudge/state/store.py); `snapshot()`
-commits it (encodes the records changed since the last snapshot) and returns the shard's
-whole state: the commit point Bytewax recovery rolls back to.
+commits it (writes the records changed since the last snapshot) and returns the shard's
+state: the commit point Bytewax recovery rolls back to. With a disk store (`disk`: the
+directory of every shard's database, under recovery.dir, and how many commits it can undo)
+the snapshot carries the store's position, not its records, and a restore rolls the store
+back to that position (nudge/state/customerdb.py); without one it carries every record.
 """
 
 from __future__ import annotations
@@ -29,22 +32,24 @@ import pickle
 from operator import attrgetter
 from typing import Any, Final
 
-from nudge.core.errors import SnapshotError
+from nudge.core.errors import ConfigError
 from nudge.core.events import Event, Kind
 from nudge.core.records import OUTCOME_ERASED, Decision, ProfileWrite, ShardChunk, ShardMark
+from nudge.core.snapshot import FORMAT_KEY, check, stamp
 from nudge.core.timefmt import least_watermark
 from nudge.scoring.itemstats import ItemDelta
 from nudge.state import suppression
 from nudge.state.customer import Customer
+from nudge.state.customerdb import CustomerDB, shard_path
 from nudge.state.dedup import MessageDedup
 from nudge.state.engagement import EngagementRanks
 from nudge.state.eventtime import event_order
 from nudge.state.outputs import ShardOutput
 from nudge.state.program import Program
-from nudge.state.store import CustomerStore
+from nudge.state.store import CustomerStore, MemoryRecords
 from nudge.state.transitions import Shared, advance, apply, wake
 
-SNAPSHOT_FORMAT: Final = 6
+SNAPSHOT_FORMAT: Final = 7  # 6: the store's records in the snapshot (migrated on restore)
 # The order events run in: see the module docstring and nudge.core.records.Event (the kind
 # breaks the one tie two records can have, nudge/state/eventtime.py).
 EVENT_ORDER: Final = event_order
@@ -54,10 +59,11 @@ FOREVER: Final = 4_611_686_018_427_387_904  # 2**62
 
 class Shard:
     def __init__(self, shard: int, program: Program, resume: dict[str, Any] | None = None,
-                 *, profiles: bool = False) -> None:
+                 *, profiles: bool = False, disk: tuple[str, int] | None = None) -> None:
         self.shard = shard
         self.program = program
-        self.store = CustomerStore()
+        self.disk = disk
+        self.store = CustomerStore()  # on disk: opened once the shard's number is known
         self.shared = Shared(program, shard, lambda: self.store.count)
         self.timers: list[tuple[int, str]] = []  # (time, customer id); stale ones skipped
         self.pending: list[Event] = []  # events the watermark has not passed yet
@@ -72,6 +78,8 @@ class Shard:
         self.stats = {"events": 0, "duplicates": 0, "erased": 0}
         if resume is not None:
             self._restore(resume)
+        elif shard >= 0:
+            self._open_store(None)
 
     def customer(self, customer_id: str) -> Any:
         """A customer's record, read only (for inspection and tests)."""
@@ -112,9 +120,31 @@ class Shard:
 
     def _number(self, shard: int) -> None:
         # Bytewax builds a shard without its key: the number comes with the first chunk.
+        opened = self.shard >= 0
         self.shard = shard
         if self.shared.items is not None:
             self.shared.items.shard = shard
+        if not opened:
+            self._open_store(None)
+
+    def _open_store(self, state: dict[str, Any] | None) -> None:
+        """The shard's store as of the snapshot's `state` of it (None: a new shard)."""
+        records = state.get("records") if state is not None else None
+        count = state["count"] if state is not None else 0
+        if self.disk is None:
+            if state is not None and records is None:
+                raise ConfigError("recovery.dir", f"not set, and the recovery state of shard "
+                                  f"{self.shard} keeps its customers in a store under it: set "
+                                  "it to the directory Bytewax recovers from")
+            self.store = CustomerStore(MemoryRecords(records), count)
+            return
+        root, history = self.disk
+        db = CustomerDB(shard_path(root, self.shard), self.shard, history)
+        if records is not None:  # a snapshot that carried its records: they go to disk
+            db.reset(records)
+        else:
+            db.rollback(state["position"] if state is not None else 0)
+        self.store = CustomerStore(db, count)
 
     def _ready(self, wm: int, final: bool) -> list[Event]:
         pending = self.pending
@@ -250,13 +280,12 @@ class Shard:
     # -- the transaction boundary ---------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        committed = self.store.commit()
+        self.store.commit()
         if self.profiles:
             self.unpublished.extend(self.store.last_commit)
-        return {
-            "format": SNAPSHOT_FORMAT,
+        return stamp(SNAPSHOT_FORMAT, {
             "shard": self.shard,
-            "store": committed,
+            "store": self.store.state(),
             "timers": self.timers,
             "pending": self.pending,
             "part_wm": self.part_wm,
@@ -267,15 +296,17 @@ class Shard:
             "shared": self.shared_state(),
             "items": self.shared.items.snapshot() if self.shared.items is not None else None,
             "unpublished": self.unpublished,
-        }
+        })
 
     def _restore(self, snap: dict[str, Any]) -> None:
-        if snap.get("format") != SNAPSHOT_FORMAT:
-            raise SnapshotError(f"the recovery state of shard {self.shard}", snap.get("format"),
-                                SNAPSHOT_FORMAT)
+        if isinstance(snap, dict) and snap.get(FORMAT_KEY) == 6:  # the records inline
+            records = dict(snap["store"])
+            snap = dict(snap, store={"count": len(records), "records": records})
+        else:
+            shard = snap.get("shard", self.shard) if isinstance(snap, dict) else self.shard
+            check(f"shard {shard}", snap, SNAPSHOT_FORMAT)
         self.shard = snap["shard"]
-        self.store = CustomerStore(dict(snap["store"]))
-        self.shared.population = lambda: self.store.count
+        self._open_store(snap["store"])
         self.timers = list(snap["timers"])
         heapq.heapify(self.timers)
         self.pending = list(snap["pending"])
