@@ -59,6 +59,27 @@ def _line(e: CatalogEntry) -> Product:
                     e.link)
 
 
+_LINES_MAX = 65_536
+
+
+class _Lines:
+    """Catalog entries as email lines, kept per product while its entry stays the same
+    object (Catalog.get returns the one it decoded until the product changes)."""
+
+    def __init__(self) -> None:
+        self.lines: dict[str, tuple[CatalogEntry, Product]] = {}
+
+    def __call__(self, e: CatalogEntry) -> Product:
+        hit = self.lines.get(e.product_id)
+        if hit is not None and hit[0] is e:
+            return hit[1]
+        line = _line(e)
+        if len(self.lines) >= _LINES_MAX:
+            self.lines.clear()
+        self.lines[e.product_id] = (e, line)
+        return line
+
+
 class Decider:
     """Pure buffer-and-release logic, tested without Bytewax."""
 
@@ -67,6 +88,7 @@ class Decider:
                  max_products: int = DEFAULT_MAX_PRODUCTS) -> None:
         self.shards = shards
         self.pending: list[Decision] = []
+        self._lines = _Lines()
         self.marks: dict[int, tuple[int | None, bool]] = {}
         self.deltas: list[tuple[int, int, int, ItemDelta]] = []  # heap: (end, shard, seq, d)
         self.seq = 0
@@ -205,7 +227,8 @@ class Decider:
                 if entry is not None:
                     recs.append(entry)
         return dataclasses.replace(d, context=dataclasses.replace(
-            ctx, viewed=tuple(map(_line, viewed)), recommendations=tuple(map(_line, recs))))
+            ctx, viewed=tuple(map(self._lines, viewed)),
+            recommendations=tuple(map(self._lines, recs))))
 
     def snapshot(self) -> dict[str, Any]:
         cat = self.catalog

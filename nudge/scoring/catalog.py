@@ -55,6 +55,7 @@ from nudge.core.errors import SnapshotError
 SNAPSHOT_FORMAT = 2  # 2: segments
 SEGMENTS = 256
 DEFAULT_MAX_PRODUCTS = 1_000_000
+DECODED_MAX = 65_536  # decoded entries kept for reading (Catalog.get)
 IN_STOCK = "in_stock"
 AVAILABILITY = (IN_STOCK, "out_of_stock", "preorder", "backorder")
 
@@ -144,6 +145,10 @@ class Catalog:
         self.refused = 0  # updates for new products refused at the cap
         self.version = 0  # moves whenever an entry changes (caches key on it)
         self._blobs: list[bytes | None] = [None] * SEGMENTS  # snapshot forms, None: stale
+        # product id -> (its encoded entry, decoded): emails show the same products again
+        # and again, and a decode took ~10 us. Checked against the entry it was decoded
+        # from, so an update is never missed.
+        self._decoded: dict[str, tuple[bytes, CatalogEntry]] = {}
 
     def add(self, update: CatalogUpdate) -> None:
         """An update to apply once event time reaches it. The caller raises a late update to
@@ -194,7 +199,16 @@ class Catalog:
     def get(self, product_id: str) -> CatalogEntry | None:
         """The product as of `at` (price, sale price, availability, ...), or None."""
         data = self.segments[_segment(product_id)].get(product_id)
-        return None if data is None else CatalogEntry.decode(product_id, data)
+        if data is None:
+            return None
+        hit = self._decoded.get(product_id)
+        if hit is not None and hit[0] is data:
+            return hit[1]
+        entry = CatalogEntry.decode(product_id, data)
+        if len(self._decoded) >= DECODED_MAX:
+            self._decoded.clear()
+        self._decoded[product_id] = (data, entry)
+        return entry
 
     def category(self, product_id: str) -> str | None:
         """The product's category if it may be recommended (known and in stock), else None."""

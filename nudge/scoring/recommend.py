@@ -52,6 +52,7 @@ by it (computed when asked, cached until the next delta or catalog change).
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -123,6 +124,7 @@ class ItemModel:
         self._trend: dict[str | None, list[str]] = {}  # cache, cleared by every apply
         self._trend_of: tuple[int, int] | None = None  # (id, version) of its directory
         self._snap: dict[str, Any] | None = None  # cache, cleared by every apply
+        self._reads: dict[str, Row] = {}  # pending rows folded for reading; as _snap
 
     # -- learning ---------------------------------------------------------------------------
 
@@ -135,6 +137,7 @@ class ItemModel:
         if self.at is not None and (end, delta.shard) <= (self.at, self.last_shard):
             raise ValueError(f"delta ({end}, shard {delta.shard}) after ({self.at}, shard "
                              f"{self.last_shard}): apply deltas in (bucket_end, shard) order")
+        self._reads.clear()  # _fold and _advance change rows
         if self.at is None or end > self.at:
             if self.at is not None:
                 self._fold()
@@ -142,6 +145,7 @@ class ItemModel:
             self.at = end
         self.last_shard = delta.shard
         self._snap = None
+        self._reads.clear()
         pending = self.pending
         for (a, b), w in delta.pairs.items():
             if a == b:
@@ -181,6 +185,7 @@ class ItemModel:
         if self.at is not None and self.at <= t and self.pending:
             self._fold()
             self._snap = None
+            self._reads.clear()
         if self.at is not None and self.at <= t:
             self.sealed = max(self.sealed, t)
 
@@ -196,8 +201,9 @@ class ItemModel:
         for b, w in fresh.items():
             out[b] = out.get(b, 0.0) + w * g
         if len(out) > self.neighbours:
-            best = sorted(out.items(), key=_heaviest)[:self.neighbours]
-            out = dict(best)
+            # (-weight, id) tuples compare in C: the order of key=_heaviest, ~3x faster
+            best = sorted([(-w, b) for b, w in out.items()])[:self.neighbours]
+            out = {b: -nw for nw, b in best}
         return out
 
     def _fold(self) -> None:
@@ -252,8 +258,14 @@ class ItemModel:
         fresh = self.pending.get(pid)
         if fresh is None:
             return self.rows.get(pid) or {}
-        assert self.at is not None
-        return self._merged(self.rows.get(pid), fresh, self._growth(self.at))
+        # Decisions often come while their bucket's deltas are still pending: popular
+        # products are read again and again until the next apply or fold.
+        row = self._reads.get(pid)
+        if row is None:
+            assert self.at is not None
+            row = self._reads[pid] = self._merged(self.rows.get(pid), fresh,
+                                                  self._growth(self.at))
+        return row
 
     def related(self, product_id: str) -> list[tuple[str, float]]:
         """The product's neighbours with their weights decayed to now, heaviest first."""
@@ -288,7 +300,7 @@ class ItemModel:
             else:
                 scored = [(p, self.trend_score(p)) for p in self.counts
                           if known.get(p) == category]
-            ranked = [p for p, s in sorted(scored, key=_heaviest) if s > 0]
+            ranked = [p for ns, p in sorted([(-s, p) for p, s in scored]) if ns < 0]
             self._trend[category] = ranked
         return ranked
 
@@ -329,7 +341,7 @@ class ItemModel:
             for b, w in self._row(seed).items():
                 if b not in excluded and b in known:
                     scores[b] = scores.get(b, 0.0) + weight * w
-        out = [p for p, _ in sorted(scores.items(), key=_heaviest)[:k]]
+        out = [p for _, p in heapq.nsmallest(k, [(-w, b) for b, w in scores.items()])]
         if len(out) < k:
             chosen = set(out)
             for category in ((preferred_category, None) if preferred_category else (None,)):
@@ -372,6 +384,7 @@ class ItemModel:
         self._trend = {}
         self._trend_of = None
         self._snap = None
+        self._reads = {}
         old_h = snap["half_life_ms"]
         if old_h != self.half_life_ms and self.at is not None:
             h, self.half_life_ms = self.half_life_ms, old_h

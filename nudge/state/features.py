@@ -62,7 +62,7 @@ class Context:
     """One customer at one event time `t`; features, and when they change, computed once
     each, on first use (several rules read the same features)."""
 
-    __slots__ = ("c", "cache", "changes_cache", "day", "env", "hour", "inputs", "t")
+    __slots__ = ("c", "cache", "changes_cache", "day", "env", "hour", "inputs", "series", "t")
 
     def __init__(self, c: Customer, t: int, env: Env) -> None:
         self.c = c
@@ -73,6 +73,7 @@ class Context:
         self.cache: dict[str, Any] = {}
         self.changes_cache: dict[str, int | None] = {}
         self.inputs: dict[str, float] | None = None  # model_inputs(), once
+        self.series: dict[str, list[list[Any]]] = {}  # counter prefix -> its series, once
 
     def __getitem__(self, name: str) -> Any:
         try:
@@ -151,21 +152,37 @@ def changed_by(names: frozenset[str]) -> frozenset[int] | None:
 
 # -- windowed counts --------------------------------------------------------------------
 
+def _series(ctx: Context, prefix: str) -> list[list[Any]]:
+    """The counters whose key starts with `prefix`, in the record's order, found once per
+    context: a segment evaluation reads several windows of one prefix, for its value and
+    for when it changes. A prefix without ":" names one counter (no category key starts
+    with it: those are "v:", "vh:", "a:", "ah:" + category), so it is looked up."""
+    found = ctx.series.get(prefix)
+    if found is None:
+        counters = ctx.c.counters
+        if ":" in prefix:
+            found = [series for key, series in counters.items() if key.startswith(prefix)]
+        else:
+            one = counters.get(prefix)
+            found = [] if one is None else [one]
+        ctx.series[prefix] = found
+    return found
+
+
 def _category_sum(ctx: Context, prefix: str, width: int, hourly: bool) -> float:
     now = ctx.hour if hourly else ctx.day
-    return sum(window_sum(series, now, width) for key, series in ctx.c.counters.items()
-               if key.startswith(prefix))
+    return sum(window_sum(series, now, width) for series in _series(ctx, prefix))
 
 
 def _category_max(ctx: Context, prefix: str, width: int, hourly: bool) -> float:
     now = ctx.hour if hourly else ctx.day
-    return max((window_sum(series, now, width) for key, series in ctx.c.counters.items()
-                if key.startswith(prefix)), default=0.0)
+    return max((window_sum(series, now, width) for series in _series(ctx, prefix)),
+               default=0.0)
 
 
 def _expiry(ctx: Context, prefix: str, width: int, hourly: bool) -> int | None:
     now, unit = (ctx.hour, HOUR) if hourly else (ctx.day, DAY)
-    times = [b for key, series in ctx.c.counters.items() if key.startswith(prefix)
+    times = [b for series in _series(ctx, prefix)
              for b in [next_expiry(series, now, width)] if b is not None]
     return min(times) * unit if times else None
 

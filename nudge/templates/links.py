@@ -161,37 +161,23 @@ class LinkPolicy:
 
 _SCHEME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-")
 _TAIL = re.compile(r"[^\s<>\"'()]*")
-_UNQUOTED = re.compile(r"[^\s>]*")
-_NAME_BEFORE = frozenset(" \t\r\n\f/\"'")
+# An attribute `href` or `src` in the lower-cased text, after whitespace, "/" or a quote,
+# then "=" and its value: quoted up to the same quote (or the end), or unquoted up to
+# whitespace or ">". The name comes first so the regex engine finds it by a literal scan,
+# the character before it checked by a lookbehind; one expression per name, so a "src="
+# inside an href's value is still found and checked.
+_VALUE = r"""[ \t\r\n\f]*=[ \t\r\n\f]*(?:"([^"]*)|'([^']*)|([^\s>]*))"""
+_HREF = re.compile(r"""href(?<=[ \t\r\n\f/"']href)""" + _VALUE)
+_SRC = re.compile(r"""src(?<=[ \t\r\n\f/"']src)""" + _VALUE)
 
 
 def _attributes(text: str) -> list[tuple[int, int, bool]]:
     """(value start, value end, is src) of every href and src attribute, in order."""
     low = text.lower()
     found: list[tuple[int, int, bool]] = []
-    n = len(text)
-    for name, is_src in (("href", False), ("src", True)):
-        i = low.find(name)
-        while i >= 0:
-            j = i + len(name)
-            nxt = low.find(name, j)
-            if i == 0 or low[i - 1] not in _NAME_BEFORE:
-                i = nxt
-                continue
-            while j < n and low[j] in " \t\r\n\f":
-                j += 1
-            if j >= n or low[j] != "=":
-                i = nxt
-                continue
-            j += 1
-            while j < n and low[j] in " \t\r\n\f":
-                j += 1
-            if j < n and text[j] in "\"'":
-                end = text.find(text[j], j + 1)
-                start, end = j + 1, (n if end < 0 else end)
-            else:
-                start, end = j, _UNQUOTED.match(text, j).end()  # type: ignore[union-attr]
-            found.append((start, end, is_src))
-            i = low.find(name, end)
+    for pattern, is_src in ((_HREF, False), (_SRC, True)):
+        for m in pattern.finditer(low):
+            group = 1 if m.start(1) >= 0 else 2 if m.start(2) >= 0 else 3
+            found.append((m.start(group), m.end(group), is_src))
     found.sort()
     return found

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 TEMPLATE_DIR = Path(__file__).resolve().parent
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 _warned: set[tuple[str, str]] = set()
+_LINES_MAX = 65_536
 
 
 class _LoggingUndefined(jinja2.ChainableUndefined):
@@ -172,6 +173,8 @@ class Renderer:
         self.links = link_policy(config)
         self._templates: dict[tuple[bool, str], jinja2.Template] = {}
         self._strings: dict[str, jinja2.Template] = {}
+        # (product, campaign, content) -> (its template line, links and images replaced)
+        self._lines: dict[tuple[Product, str, str], tuple[dict[str, Any], int, int]] = {}
 
     def _variables(self, decision: Decision, ctx: EmailContext,
                    replaced: list[int]) -> dict[str, Any]:
@@ -208,7 +211,28 @@ class Renderer:
                 return ""
             return url
 
+        lines = self._lines if not tracking.enabled else None
+
         def line(item: Product) -> dict[str, Any]:
+            # The same products recur email after email: their lines are kept per (product,
+            # campaign, content) with the replacements they counted. Not with tracking on:
+            # a tracked link is signed for its email. Each email gets its own copy.
+            key = (item, campaign, content)
+            hit = lines.get(key) if lines is not None else None
+            if hit is not None:
+                replaced[0] += hit[1]
+                replaced[1] += hit[2]
+                return dict(hit[0])
+            links_before, images_before = replaced
+            made = _line(item)
+            if lines is not None:
+                if len(lines) >= _LINES_MAX:
+                    lines.clear()
+                lines[key] = (made, replaced[0] - links_before, replaced[1] - images_before)
+                return dict(made)
+            return made
+
+        def _line(item: Product) -> dict[str, Any]:
             name = item.name
             if "://" in name:  # mail clients make links of URLs in text
                 name, n = self.links.clean(name)
