@@ -58,6 +58,9 @@ class Env:
     propensity: Callable[[Context], float] = lambda ctx: 0.0
 
 
+MISSING: Any = object()
+
+
 class Context:
     """One customer at one event time `t`; features, and when they change, computed once
     each, on first use (several rules read the same features)."""
@@ -75,20 +78,20 @@ class Context:
         self.inputs: dict[str, float] | None = None  # model_inputs(), once
         self.series: dict[str, list[list[Any]]] = {}  # counter prefix -> its series, once
 
+    # A sentinel rather than KeyError: every feature misses once per context, and raising
+    # and catching the KeyError cost more than computing most features.
     def __getitem__(self, name: str) -> Any:
-        try:
-            return self.cache[name]
-        except KeyError:
+        value = self.cache.get(name, MISSING)
+        if value is MISSING:
             value = self.cache[name] = FEATURES[name].compute(self)
-            return value
+        return value
 
     def changes(self, name: str) -> int | None:
         """When feature `name` next changes with time alone (None: only with events)."""
-        try:
-            return self.changes_cache[name]
-        except KeyError:
+        value = self.changes_cache.get(name, MISSING)
+        if value is MISSING:
             value = self.changes_cache[name] = FEATURES[name].changes(self)
-            return value
+        return value
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,6 +43,7 @@ from nudge.core.errors import ConfigError
 from nudge.state.features import (
     CATEGORY_FUNCTIONS,
     FEATURES,
+    MISSING,
     Context,
     category_count,
     category_expiry,
@@ -171,9 +172,18 @@ class _Compiler:
             raise self.fail(f"unknown name {node.id!r}{hint}")
         self.features.add(node.id)
         name = node.id
+        compute = feature.compute
+
+        def get(ctx: Context) -> Any:
+            # Context.__getitem__ inlined: rules read features more than anything else
+            cache = ctx.cache
+            value = cache.get(name, MISSING)
+            if value is MISSING:
+                value = cache[name] = compute(ctx)
+            return value
         if feature.kind in ("static", "population"):
-            return (lambda ctx: ctx[name]), _never
-        return (lambda ctx: ctx[name]), (lambda ctx: ctx.changes(name))
+            return get, _never
+        return get, (lambda ctx: ctx.changes(name))
 
     def _Attribute(self, node: ast.Attribute) -> tuple[Fn, Next]:
         if not (isinstance(node.value, ast.Name) and node.value.id == "event"):
@@ -279,7 +289,13 @@ class _Compiler:
             tests.append((op, fa, fb))
             nexts.append(self._crossing(operands[i], type(op_node), operands[i + 1])
                          or _either(na, nb))
-        if len(tests) == 1:
+        if len(tests) == 1 and isinstance(node.comparators[0], ast.Constant):
+            only, fa, _ = tests[0]
+            value = node.comparators[0].value  # checked by _Constant above
+
+            def test(ctx: Context) -> bool:
+                return only(fa(ctx), value)
+        elif len(tests) == 1:
             only, fa, fb = tests[0]
 
             def test(ctx: Context) -> bool:
