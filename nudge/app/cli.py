@@ -4,6 +4,7 @@
     nudge replay FILES --decisions OUT [--config C] [--outbox DIR]
     nudge run --config C            the live Kafka flow, with recovery when configured
     nudge recovery init --config C  create the recovery store once, before the first run
+    nudge recovery migrate          rename state kept under earlier shard key names
     nudge preview --config C        render a template for a sample customer to HTML
     nudge check --config C          validate a config: keys, journeys, segment rules
     nudge inspect CUSTOMER_ID       a customer's features, segments, scores and stages
@@ -29,6 +30,7 @@ from nudge.app.commands import (
     cmd_model_report,
     cmd_preview,
     cmd_recovery_init,
+    cmd_recovery_migrate,
     cmd_replay,
     cmd_report,
     cmd_run,
@@ -113,6 +115,11 @@ def parser() -> argparse.ArgumentParser:
     init = with_config(rec_sub.add_parser("init", help="create the store (once)"))
     init.add_argument("--partitions", type=int, default=1)
     init.set_defaults(func=cmd_recovery_init)
+    mig = with_config(rec_sub.add_parser(
+        "migrate", help="rename state kept under earlier shard key names (nudge run does it "
+                        "too; this one for a store gathered from several machines)"))
+    mig.add_argument("--dir", help="the recovery directory (default: recovery.dir)")
+    mig.set_defaults(func=cmd_recovery_migrate)
 
     dl = sub.add_parser("deadletters", help="work with dead letters")
     dl_sub = dl.add_subparsers(dest="deadletters_command", required=True)

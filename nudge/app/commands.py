@@ -135,6 +135,20 @@ def cmd_recovery_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_recovery_migrate(args: argparse.Namespace) -> int:
+    from nudge.app.migrate import migrate, summary
+
+    where = args.dir or load_config(args).recovery.dir
+    if not where:
+        raise NudgeError("config recovery.dir: not set; nothing to migrate (or pass --dir)")
+    rdir = Path(where)
+    if not rdir.is_dir():
+        raise NudgeError(f"recovery store {rdir}: no such directory")
+    moves = migrate(rdir)
+    print(summary(rdir, moves) if moves else f"recovery store {rdir}: nothing to rename")
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from nudge.core.timefmt import format_duration
     from nudge.state.program import compile_program

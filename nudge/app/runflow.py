@@ -4,6 +4,7 @@ bounded replay of files, and the summaries `nudge replay` and `nudge demo` print
 from __future__ import annotations
 
 import argparse
+import logging
 import collections
 import dataclasses
 from datetime import timedelta
@@ -20,6 +21,8 @@ from nudge.core.keyring import activate
 DEMO_DIR = Path("var/demo")
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "data" / "demo.toml"
 
+
+log = logging.getLogger("nudge")
 
 def with_changes(cfg: Any, **changes: Any) -> Any:
     return dataclasses.replace(cfg, **changes)
@@ -47,6 +50,11 @@ def run_flow(flow: Any, *, workers: int = 1, process_id: int | None = None,
             raise NudgeError(
                 f"config recovery.dir: {rdir} has no recovery store; create it once with "
                 f"`nudge recovery init --config ...` (python -m bytewax.recovery {rdir} N)")
+        from nudge.app.migrate import migrate, summary
+
+        moves = migrate(rdir)  # state under earlier shard names (nudge/app/migrate.py)
+        if moves:
+            log.warning(summary(rdir, moves))
         recovery = RecoveryConfig(str(rdir),
                                   timedelta(milliseconds=config.recovery.backup_interval))
         epoch = timedelta(milliseconds=config.recovery.snapshot_interval)

@@ -28,6 +28,8 @@ import os
 import zlib
 from typing import Final
 
+from nudge.core.placement import placed_key
+
 # Anonymous ids and user ids are different namespaces: `anonymousId: "c1"` is not user c1.
 # A customer key is the userId as it is (almost always), `user:` + the userId for the rare
 # userId that itself starts with a reserved prefix, or `anon:` + the anonymousId: no two
@@ -65,16 +67,18 @@ def shard_of(identifier: str, shards: int) -> int:
 
 
 def shard_key(shard: int) -> str:
-    """Shard keys are stored schema (recovery state is keyed by them): never change these."""
-    return f"shard-{shard:04d}"
+    """The state key of a shard (customers, addresses, and any step keyed by customer shard):
+    `shard-0003-1236`, placed so that shard `i` runs on worker `i % workers`
+    (nudge/core/placement.py). Stored schema: recovery state is keyed by it."""
+    return placed_key("shard", shard)
 
 
 def links_key(shard: int) -> str:
-    return f"links-{shard:04d}"
+    return placed_key("links", shard)
 
 
 def identity_key(shard: int) -> str:
-    return f"identity-{shard:04d}"
+    return placed_key("identity", shard)
 
 
 def user_of(key: str) -> str:

@@ -47,7 +47,7 @@ from nudge.core.config import Config
 from nudge.core.deadletter import DeadLetter
 from nudge.core.keyring import activate
 from nudge.core.records import Decision, ParsedChunk
-from nudge.flows import steps
+from nudge.flows import exchange, steps
 from nudge.flows.addresses import AddressesLogic, address_shards
 from nudge.flows.catalog import CatalogChunk, CatalogParseLogic
 from nudge.flows.customers import CustomersLogic
@@ -269,6 +269,7 @@ def build_flow(config: Config, *, source: Source[Any] | None = None,
     Outcome records."""
     program = compile_program(config)
     activate(config.secrets)  # log ids keyed before any step prints one
+    exchange.register()  # records cross workers pickled in C (nudge/flows/exchange.py)
     if source is None:
         from nudge.kafka.source import KafkaEventSource
 
