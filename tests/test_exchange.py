@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-import tests.harness as harness
-from nudge.app.cli import DEMO_CONFIG
+from nudge.app.runflow import DEMO_CONFIG
 from nudge.app.sample import iter_events
 from nudge.core import config as config_mod
 from nudge.core.records import Decision, EmailContext, Incentive, Product
 from nudge.flows import exchange
+from tests import harness
 
 
 def _fields(x: Any) -> Any:

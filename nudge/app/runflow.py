@@ -4,9 +4,9 @@ bounded replay of files, and the summaries `nudge replay` and `nudge demo` print
 from __future__ import annotations
 
 import argparse
-import logging
 import collections
 import dataclasses
+import logging
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
