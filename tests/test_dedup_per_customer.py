@@ -29,7 +29,7 @@ def test_the_same_customers_retry_is_still_a_duplicate() -> None:
             add("F", 2, message_id="add-1")])
     p.end()
     assert sum(s.stats["duplicates"] for s in p.shards) == 1
-    carts = {cid: s.customer(cid).cart["sku-1"][2] for s in p.shards for cid in ("E", "F")
+    carts = {cid: s.customer(cid).cart["sku-1"].quantity for s in p.shards for cid in ("E", "F")
              if s.customer(cid) is not None}
     assert carts == {"E": 1, "F": 1}
 

@@ -12,6 +12,7 @@ from nudge.flows.contract import Limits, parse_record
 from nudge.state import engagement
 from nudge.state.customer import Customer, apply_facts, decode, encode
 from nudge.state.features import FEATURES, Context, Env, model_inputs, preferred_categories
+from nudge.state.parts import JourneyState
 from tests.events import T0, order, track, view
 
 LIMITS = Limits.from_config(EventsConfig(), now_ms=1_900_000_000_000)
@@ -149,7 +150,7 @@ def test_model_inputs_are_bounded_numbers() -> None:
 def test_record_round_trips_through_its_encoding() -> None:
     c = customer(view("u", 0), order("u", 5), track("Email Opened", "u", 6))
     c.segments = ["vip"]
-    c.journeys = {"cart_abandonment": [1, 0, 5, 1, 0, 0, 1, 5, 7]}
+    c.journeys = {"cart_abandonment": JourneyState(5, False, 0, 1, 1, 5, 7, 1, False)}
     back = decode(encode(c))
     assert encode(back) == encode(c)
     assert back.recent == ["sku-1"] and back.bought == ["sku-1"] and back.orders == 1

@@ -16,7 +16,6 @@ from nudge.core.errors import NudgeError
 from nudge.core.ids import shard_of
 from nudge.core.timefmt import to_iso
 from nudge.scoring.propensity import ProgressiveMetrics, PropensityModel
-from nudge.state import journeys
 from nudge.state.customer import decode
 from nudge.state.engagement import EngagementRanks
 from nudge.state.features import Context, Env, model_inputs, snapshot
@@ -55,11 +54,10 @@ def profile(config: Config, customer_id: str, at: int | None = None) -> dict[str
     pending = []
     for j in program.journeys:
         st = c.journeys.get(j.name)
-        if st is not None and st[journeys.OPEN]:
-            pending.append({"trigger": j.name, "episode": st[journeys.EPISODE],
-                            "stage": st[journeys.NEXT] + 1, "due": _iso(st[journeys.DUE]),
-                            "armed": st[journeys.ENTRIES] >= j.min_entries,
-                            "deferred": bool(st[journeys.DEFERRED])})
+        if st is not None and st.open:
+            pending.append({"trigger": j.name, "episode": st.episode,
+                            "stage": st.next_stage + 1, "due": _iso(st.due),
+                            "armed": st.entries >= j.min_entries, "deferred": st.deferred})
     return {
         "customer_id": customer_id,
         "as_of": to_iso(t),
@@ -74,8 +72,9 @@ def profile(config: Config, customer_id: str, at: int | None = None) -> dict[str
         "next_segment_evaluation": _iso(min(x for x in (c.seg_due, c.seg_next) if x)
                                         if c.seg_due or c.seg_next else 0),
         "recent_decisions": [
-            {"trigger": d[0], "episode": d[1], "stage": d[2], "due": to_iso(d[3]),
-             "outcome": d[4], "reason": d[5], "variant": d[6]} for d in reversed(c.decisions)],
+            {"trigger": d.trigger, "episode": d.episode, "stage": d.stage, "due": to_iso(d.due),
+             "outcome": d.outcome, "reason": d.reason, "variant": d.variant}
+            for d in reversed(c.decisions)],
         "awaiting_attribution": len(c.outcomes),
         "identity": identity(customer_id, c),
     }
@@ -105,7 +104,7 @@ def identity(customer_id: str, c: Any) -> dict[str, Any]:
     return {
         "namespace": "anonymous" if is_anonymous_key(customer_id) else "user",
         "linked_anonymous_ids": links,
-        "cart": [{"product_id": pid, "quantity": line[2], "price": line[1],
+        "cart": [{"product_id": pid, "quantity": line.quantity, "price": line.price,
                   "from": f"anonymous id {brought[pid]}" if pid in brought else own}
                  for pid, line in c.cart.items()],
     }

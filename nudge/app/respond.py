@@ -191,10 +191,12 @@ class Responder:
         return {"type": "track", "event": name, **self.ident, "properties": props}
 
     def _order(self, d: Decision, rng: random.Random) -> dict[str, Any]:
+        products: list[dict[str, Any]]
         if d.trigger == "cart_abandonment" and self.c.cart:
-            products = [{"product_id": pid, "name": line[0], "price": line[1],
-                         "quantity": line[2], "category": line[3], "image_url": line[4],
-                         "url": line[5]} for pid, line in sorted(self.c.cart.items())]
+            products = [{"product_id": pid, "name": line.name, "price": line.price,
+                         "quantity": line.quantity, "category": line.category,
+                         "image_url": line.image_url, "url": line.url}
+                        for pid, line in sorted(self.c.cart.items())]
         else:
             products = [{**item, "quantity": 1}
                         for item in rng.sample(self.catalogue, rng.choice([1, 1, 2]))]

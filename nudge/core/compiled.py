@@ -21,6 +21,7 @@ COMPILED = (
     "nudge/state/dedup.py",
     "nudge/state/engagement.py",
     "nudge/state/journeys.py",
+    "nudge/state/parts.py",
     "nudge/state/policy.py",
     "nudge/state/shard.py",
     "nudge/state/store.py",

@@ -72,6 +72,8 @@ class SnapshotError(NudgeError):
                          f"{expected}: it was written by another version; start with a new "
                          "recovery.dir")
         self.what = what
+        self.found = found
+        self.expected = expected
 
 
 class StoreError(NudgeError):

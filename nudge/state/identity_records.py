@@ -58,7 +58,7 @@ def on_record(c: Customer, cid: str, ev: Event, shared: Any) -> bool:
         return True
     if ev.kind == Kind.RETIRE:
         for st in c.journeys.values():
-            if st[journeys.OPEN]:
+            if st.open:
                 journeys.close(st, ev.ts)
         shared.ranks.replace(c.engagement, None)
         c.engagement = None
@@ -110,10 +110,9 @@ def merge(c: Customer, ev: Event, shared: Any) -> None:
     for st in c.journeys.values():
         # Stages the history made due before the link are due at it, later stages keep
         # their spacing.
-        if st[journeys.OPEN] and st[journeys.DUE] and st[journeys.DUE] < at:
-            shift = at - st[journeys.DUE]
-            st[journeys.ANCHOR] += shift
-            st[journeys.DUE] = at
+        if st.open and st.due and st.due < at:
+            st.anchor += at - st.due
+            st.due = at
     if program.segments and not c.seg_due:
         c.seg_due = at + shared.evaluate_after
     history = ev.history

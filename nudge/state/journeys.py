@@ -17,8 +17,6 @@ journey's holdout; what is left is sent, with the variant of the stage's experim
 
 from __future__ import annotations
 
-from typing import Any, Final
-
 from nudge.core.events import Event, Product
 from nudge.core.records import (
     OUTCOME_HOLDOUT,
@@ -31,53 +29,42 @@ from nudge.core.records import (
 from nudge.scoring.experiments import in_holdout, pick_variant
 from nudge.state.customer import Customer, cart_value, note_decision
 from nudge.state.features import Context, Env, preferred_categories
+from nudge.state.parts import DecisionNote, JourneyState
 from nudge.state.policy import FREQUENCY_CAP, QUIET_HOURS, capped, consent_block, quiet_until
 from nudge.state.program import Journey, Program
 
-# Positions in a journey's state list (kept positional: records stay compact); Final
-# literals, inlined by mypyc.
-EPISODE: Final = 0
-OPEN: Final = 1
-ANCHOR: Final = 2
-NEXT: Final = 3
-DUE: Final = 4
-DEFERRED: Final = 5
-ENTRIES: Final = 6
-LAST_ENTRY: Final = 7
-LAST_EXIT: Final = 8
 
-
-def _may_enter(st: list[Any] | None, j: Journey, ts: int) -> bool:
+def _may_enter(st: JourneyState | None, j: Journey, ts: int) -> bool:
     if st is None:
         return True
-    if st[OPEN] or j.reentry == "once":
+    if st.open or j.reentry == "once":
         return False
-    return j.reentry == "after_exit" or ts - st[LAST_EXIT] >= j.cooldown
+    return j.reentry == "after_exit" or ts - st.last_exit >= j.cooldown
 
 
-def _open(c: Customer, j: Journey, ts: int) -> list[Any]:
+def _open(c: Customer, j: Journey, ts: int) -> JourneyState:
     st = c.journeys.get(j.name)
-    episode = st[EPISODE] + 1 if st is not None else 1
-    last_exit = st[LAST_EXIT] if st is not None else 0
-    st = c.journeys[j.name] = [episode, 1, ts, 0, 0, 0, 1, ts, last_exit]
+    st = c.journeys[j.name] = JourneyState(
+        anchor=ts, deferred=False, due=0, entries=1, episode=st.episode + 1 if st else 1,
+        last_entry=ts, last_exit=st.last_exit if st else 0, next_stage=0, open=True)
     _schedule(st, j)
     return st
 
 
-def _schedule(st: list[Any], j: Journey) -> None:
+def _schedule(st: JourneyState, j: Journey) -> None:
     # Unarmed episodes are due when the first delay passes: then they close quietly.
-    st[DUE] = st[ANCHOR] + j.stages[st[NEXT] if st[ENTRIES] >= j.min_entries else 0].delay
-    st[DEFERRED] = 0
+    st.due = st.anchor + j.stages[st.next_stage if st.entries >= j.min_entries else 0].delay
+    st.deferred = False
 
 
-def _close(st: list[Any], ts: int) -> None:
-    st[OPEN] = 0
-    st[DUE] = 0
-    st[DEFERRED] = 0
-    st[LAST_EXIT] = ts
+def _close(st: JourneyState, ts: int) -> None:
+    st.open = False
+    st.due = 0
+    st.deferred = False
+    st.last_exit = ts
 
 
-def close(st: list[Any], ts: int) -> None:
+def close(st: JourneyState, ts: int) -> None:
     """Close an episode without a decision (an anonymous record whose history moved)."""
     _close(st, ts)
 
@@ -90,17 +77,17 @@ def on_event(c: Customer, ev: Event, env: Env, program: Program) -> bool:
     ctx: Context | None = None  # features, built only if a condition needs them
     for j in program.by_kind.get(kind, ()):
         st = c.journeys.get(j.name)
-        if st is not None and st[OPEN]:
+        if st is not None and st.open:
             if kind in j.exit_kinds:
                 _close(st, ts)
                 continue
             if kind in j.restart_kinds:
-                st[ANCHOR] = max(st[ANCHOR], ts)
+                st.anchor = max(st.anchor, ts)
                 if kind == j.entry_kind:
                     if j.where is not None and ctx is None:
                         ctx = Context(c, ts, env)
                     if _passes(j, ctx, ev):
-                        st[ENTRIES] += 1
+                        st.entries += 1
                 _schedule(st, j)
                 moved = True
         elif kind == j.entry_kind and _may_enter(st, j, ts):
@@ -113,7 +100,7 @@ def on_event(c: Customer, ev: Event, env: Env, program: Program) -> bool:
         if j.exit_if_kinds is not None and kind not in j.exit_if_kinds:
             continue  # nothing it reads has changed since it was last found false
         st = c.journeys.get(j.name)
-        if st is not None and st[OPEN]:
+        if st is not None and st.open:
             if ctx is None:
                 ctx = Context(c, ts, env)
             if j.exit_if.test(ctx):  # type: ignore[union-attr]
@@ -137,7 +124,7 @@ def on_segments(c: Customer, entered: list[str], exited: list[str], t: int,
     for name in exited:
         for j in program.by_segment.get(name, ()):
             st = c.journeys.get(j.name)
-            if st is not None and st[OPEN]:
+            if st is not None and st.open:
                 _close(st, t)
     for name in entered:
         for j in program.by_segment.get(name, ()):
@@ -147,13 +134,16 @@ def on_segments(c: Customer, entered: list[str], exited: list[str], t: int,
 
 def next_due(c: Customer) -> int:
     """The earliest due time of any open episode (0: none)."""
-    dues = [st[DUE] for st in c.journeys.values() if st[OPEN] and st[DUE]]
-    return min(dues) if dues else 0
+    first = 0
+    for st in c.journeys.values():
+        if st.open and st.due and (not first or st.due < first):
+            first = st.due
+    return first
 
 
 def email_context(c: Customer, ctx: Context) -> EmailContext:
-    lines = tuple(Product(pid, line[0], line[1], line[2], line[3], line[4], line[5])
-                  for pid, line in c.cart.items())
+    lines = tuple(Product(pid, line.name, line.price, line.quantity, line.category,
+                          line.image_url, line.url) for pid, line in c.cart.items())
     prefs = preferred_categories(ctx, 1)
     return EmailContext(c.email or "", c.first_name, c.last_name, c.timezone, lines,
                         cart_value(c), tuple(reversed(c.recent)), tuple(reversed(c.bought)),
@@ -165,26 +155,26 @@ def reach(c: Customer, cid: str, t: int, ctx: Context, program: Program,
     """Reach every stage due at or before `t`, journey by journey in config order."""
     for j in program.journeys:
         st = c.journeys.get(j.name)
-        while st is not None and st[OPEN] and st[DUE] and st[DUE] <= t:
-            if st[ENTRIES] < j.min_entries:
-                _close(st, st[DUE])  # never armed: the window for more entries passed
+        while st is not None and st.open and st.due and st.due <= t:
+            if st.entries < j.min_entries:
+                _close(st, st.due)  # never armed: the window for more entries passed
                 break
             _reach_stage(c, cid, st, j, ctx, program, out)
 
 
-def _reach_stage(c: Customer, cid: str, st: list[Any], j: Journey, ctx: Context,
+def _reach_stage(c: Customer, cid: str, st: JourneyState, j: Journey, ctx: Context,
                  program: Program, out: list[Decision]) -> None:
-    due = st[DUE]
-    index = st[NEXT]
+    due = st.due
+    index = st.next_stage
     stage = j.stages[index]
     reason = consent_block(c, j.name)
     quiet = program.quiet
-    if reason is None and j.quiet_hours and quiet.enabled and not st[DEFERRED]:
+    if reason is None and j.quiet_hours and quiet.enabled and not st.deferred:
         end = quiet_until(due, c.timezone or quiet.default_timezone, quiet)
         if end is not None:
             if quiet.action == "defer":
-                st[DUE] = end
-                st[DEFERRED] = 1
+                st.due = end
+                st.deferred = True
                 return
             reason = QUIET_HOURS
     if reason is None and capped(c, due, program.caps):
@@ -207,17 +197,18 @@ def _reach_stage(c: Customer, cid: str, st: list[Any], j: Journey, ctx: Context,
         incentive = None
         if j.incentive and program.incentive is not None and program.incentive.test(ctx):
             incentive = Incentive(program.model.incentive_text, program.model.incentive_code)
-        decision = Decision(cid, j.name, st[EPISODE], index + 1, due, outcome, None,
+        decision = Decision(cid, j.name, st.episode, index + 1, due, outcome, None,
                             email_context(c, ctx), variant, template, subject,
                             ctx["propensity"] if program.model.enabled else None, incentive)
     else:
-        decision = Decision(cid, j.name, st[EPISODE], index + 1, due, outcome, reason,
+        decision = Decision(cid, j.name, st.episode, index + 1, due, outcome, reason,
                             variant=variant, template=template, subject=subject)
     out.append(decision)
-    note_decision(c, [j.name, st[EPISODE], index + 1, due, outcome, reason, variant])
-    st[NEXT] = index + 1
-    if st[NEXT] < len(j.stages):
+    note_decision(c, DecisionNote(due=due, episode=st.episode, outcome=outcome, reason=reason,
+                                  stage=index + 1, trigger=j.name, variant=variant))
+    st.next_stage = index + 1
+    if st.next_stage < len(j.stages):
         _schedule(st, j)
-        st[DUE] = max(st[DUE], due)  # a long deferral may have overtaken the next stage
+        st.due = max(st.due, due)  # a long deferral may have overtaken the next stage
     else:
         _close(st, due)

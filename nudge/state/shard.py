@@ -32,7 +32,7 @@ import pickle
 from operator import attrgetter
 from typing import Any, Final
 
-from nudge.core.errors import ConfigError
+from nudge.core.errors import ConfigError, SnapshotError
 from nudge.core.events import Event, Kind
 from nudge.core.records import OUTCOME_ERASED, Decision, ProfileWrite, ShardChunk, ShardMark
 from nudge.core.snapshot import FORMAT_KEY, check, stamp
@@ -104,7 +104,11 @@ class Shard:
         # are ticks of one input part of many.
         if wm is not None and (wm, final) != self.ran:
             self.ran = (wm, final)
-            self._run(wm, final)
+            try:
+                self._run(wm, final)
+            except SnapshotError as exc:  # a stored record of another format (customer.py)
+                raise SnapshotError(f"{exc.what} of shard {self.shard}", exc.found,
+                                    exc.expected) from None
             self.seen.expire(wm)
             if self.shared.items is not None:
                 deltas = self.shared.items.flush(FOREVER if final else wm)
