@@ -152,7 +152,7 @@ def test_snapshot_round_trip_keeps_pending_updates() -> None:
     for n in range(20):
         cat.add(upd(f"p{n % 7}", n * 10, f"T{n}", n))
     cat.advance(95)
-    back = Catalog.restore(pickle.loads(pickle.dumps(cat.snapshot())))
+    back = Catalog(resume=pickle.loads(pickle.dumps(cat.snapshot())))
     for c in (cat, back):
         c.advance(1_000)
     assert back.products() == cat.products() and back.categories == cat.categories
@@ -163,7 +163,7 @@ def test_snapshot_round_trip_keeps_pending_updates() -> None:
     cat.advance(2_000)
     after = cat.snapshot()["segments"]
     assert sum(a is not b for a, b in zip(before, after, strict=True)) == 1
-    assert Catalog.restore(cat.snapshot()).get("p3").title == "changed"  # type: ignore[union-attr]
+    assert Catalog(resume=cat.snapshot()).get("p3").title == "changed"  # type: ignore[union-attr]
 
 
 # -- decide: decisions joined with the catalog by event time ----------------------------------

@@ -154,8 +154,8 @@ def test_a_snapshot_of_another_format_is_a_one_line_nudge_error() -> None:
     from nudge.scoring.propensity import PropensityModel
     from nudge.scoring.recommend import ItemModel
 
-    for restore in (lambda: ItemModel().restore({"format": 0}),
-                    lambda: PropensityModel().restore(pickle.dumps({"format": 0}))):
+    for restore in (lambda: ItemModel(resume={"format": 0}),
+                    lambda: PropensityModel(resume=pickle.dumps({"format": 0}))):
         with pytest.raises(SnapshotError) as info:
             restore()
         assert isinstance(info.value, NudgeError)

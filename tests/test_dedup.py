@@ -30,7 +30,7 @@ def test_same_answers_as_the_definition(window: int, steps: list[tuple[str, int,
         if expire:
             watermark = ts
             dedup.expire(watermark)
-    restored = MessageDedup.restore(window, dedup.snapshot())
+    restored = MessageDedup(window, resume=dedup.snapshot())
     for mid in "abcd":
         key = dedup_key("c", mid)
         assert restored.is_duplicate(key, watermark) == dedup.is_duplicate(key, watermark)

@@ -80,8 +80,7 @@ def test_snapshot_restore_round_trip_then_same_future() -> None:
     model = PropensityModel(learning_rate=0.02, l2=1e-3)
     for x, y in data[:1500]:
         model.learn(x, y)
-    restored = PropensityModel()  # other hyper-parameters: the snapshot's win
-    restored.restore(model.snapshot())
+    restored = PropensityModel(resume=model.snapshot())  # the snapshot's hyper-parameters win
     assert restored.metrics == model.metrics
     for x, y in data[1500:]:
         assert restored.score(x) == model.score(x)
@@ -95,7 +94,7 @@ def test_restore_refuses_other_data() -> None:
     from nudge.core.errors import SnapshotError
 
     with pytest.raises(SnapshotError, match=r"start with a new recovery\.dir"):
-        PropensityModel().restore(pickle.dumps({"format": 0}))
+        PropensityModel(resume=pickle.dumps({"format": 0}))
 
 
 def test_same_calls_same_scores_bit_for_bit() -> None:

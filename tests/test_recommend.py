@@ -261,14 +261,13 @@ def test_builder_snapshot_mid_bucket_changes_nothing() -> None:
     plain, snapped = ItemStatsBuilder(1), ItemStatsBuilder(1)
     events(plain, 0)
     events(snapped, 0)
-    restored = ItemStatsBuilder(1)
-    restored.restore(pickle.loads(pickle.dumps(snapped.snapshot())))
+    restored = ItemStatsBuilder(1, resume=pickle.loads(pickle.dumps(snapped.snapshot())))
     for part in (1, 2):
         events(plain, part)
         events(restored, part)
     assert plain.flush(DAY) == restored.flush(DAY)
     with pytest.raises(ValueError):
-        ItemStatsBuilder(1, bucket_ms=DAY).restore(snapped.snapshot())
+        ItemStatsBuilder(1, bucket_ms=DAY, resume=snapped.snapshot())
 
 
 def test_delta_pickles_compactly_and_exactly() -> None:
@@ -332,8 +331,7 @@ def test_same_calls_same_answers_and_snapshot_round_trip() -> None:
         b.apply(d)
         if i % 10 == 5:  # restore from a snapshot mid-way, pending pairs included
             snap = pickle.loads(pickle.dumps(b.snapshot()))
-            b = ItemModel(half_life_ms=DAY, neighbours=4)
-            b.restore(snap)
+            b = ItemModel(half_life_ms=DAY, neighbours=4, resume=snap)
             assert answers(b) == answers(a)
             assert b.snapshot() == a.snapshot()
     assert answers(a) == answers(b)
@@ -375,8 +373,7 @@ def test_restore_with_another_half_life_keeps_true_weights() -> None:
     model = ItemModel(half_life_ms=DAY)
     for d in busy_builder(2).flush(10 * DAY):
         model.apply(d)
-    other = ItemModel(half_life_ms=3 * DAY)
-    other.restore(model.snapshot())
+    other = ItemModel(half_life_ms=3 * DAY, resume=model.snapshot())
     for p in ("p1", "p3", "p4"):  # (p2 is only ever viewed with itself with this seed)
         names, weights = related(model, p)
         assert names and related(other, p)[0] == names

@@ -45,8 +45,7 @@ def profile(config: Config, customer_id: str, at: int | None = None) -> dict[str
     model: PropensityModel | None = None
     if program.model.enabled and shared.get("model") is not None:
         model = PropensityModel(learning_rate=program.model.learning_rate, l2=program.model.l2,
-                                prior=program.model.prior)
-        model.restore(shared["model"])
+                                prior=program.model.prior, resume=shared["model"])
     env = Env(program.features, lambda cust: ranks.percentile(cust.engagement, population),
               lambda ctx: model.score(model_inputs(ctx)) if model is not None else 0.0)
     t = at if at is not None else c.last_seen
@@ -154,8 +153,7 @@ def model_report(config: Config) -> dict[str, Any]:
     for _, state in states:
         if state.get("model") is None:
             continue
-        model = PropensityModel()
-        model.restore(state["model"])
+        model = PropensityModel(resume=state["model"])
         total = total + model.metrics
         shards += 1
     if not shards:

@@ -22,10 +22,12 @@ from nudge.core import metrics
 from nudge.core.config import EventsConfig
 from nudge.core.deadletter import DeadLetter
 from nudge.core.events import Position, RawChunk
+from nudge.core.snapshot import check, stamp
 from nudge.scoring.catalog import CatalogUpdate
 from nudge.scoring.catalogfeed import FeedError, parse_raw
 
 STAGE = "catalog"
+SNAPSHOT_FORMAT = 1  # each catalog partition's clock (nudge/core/snapshot.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +88,8 @@ def parse_catalog_chunk(chunk: RawChunk) -> tuple[list[CatalogUpdate], list[Dead
 
 class CatalogParseLogic(StatefulBatchLogic[RawChunk, CatalogChunk, dict[str, Any]]):
     def __init__(self, events: EventsConfig, resume: dict[str, Any] | None) -> None:
+        if resume is not None:
+            resume = check("catalog_parse", resume, SNAPSHOT_FORMAT)
         self.clock = CatalogClock(events.allowed_lateness, resume)
 
     def on_batch(self, values: list[RawChunk]) -> tuple[list[CatalogChunk], bool]:
@@ -103,4 +107,4 @@ class CatalogParseLogic(StatefulBatchLogic[RawChunk, CatalogChunk, dict[str, Any
         return out, False
 
     def snapshot(self) -> dict[str, Any]:
-        return self.clock.snapshot()
+        return stamp(SNAPSHOT_FORMAT, self.clock.snapshot())

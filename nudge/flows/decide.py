@@ -86,16 +86,22 @@ class Decider:
     def __init__(self, shards: int, recommend: RecommendConfig | None = None,
                  resume: dict[str, Any] | None = None, *, catalog: bool = False,
                  max_products: int = DEFAULT_MAX_PRODUCTS) -> None:
+        snap = check("decide", resume, SNAPSHOT_FORMAT) if resume is not None else None
         self.shards = shards
-        self.pending: list[Decision] = []
+        self.pending: list[Decision] = list(snap["pending"]) if snap else []
         self._lines = _Lines()
-        self.marks: dict[int, tuple[int | None, bool]] = {}
-        self.deltas: list[tuple[int, int, int, ItemDelta]] = []  # heap: (end, shard, seq, d)
-        self.seq = 0
+        self.marks: dict[int, tuple[int | None, bool]] = {
+            int(k): (v[0], v[1]) for k, v in snap["marks"].items()} if snap else {}
+        # heap: (end, shard, seq, d)
+        self.deltas: list[tuple[int, int, int, ItemDelta]] = list(snap["deltas"]) if snap else []
+        self.seq: int = snap["seq"] if snap else 0
         # The catalog, and its partitions' watermarks: part -> (watermark, ended).
-        self.catalog = Catalog(max_products) if catalog else None
-        self.cat_marks: dict[str, tuple[int | None, bool]] = {}
-        self.cat_parts = 0
+        cat = snap.get("catalog") if snap else None
+        self.catalog = Catalog(max_products, resume=cat["state"] if cat else None) \
+            if catalog else None
+        self.cat_marks: dict[str, tuple[int | None, bool]] = {
+            k: (v[0], v[1]) for k, v in cat["marks"].items()} if catalog and cat else {}
+        self.cat_parts: int = cat["parts"] if catalog and cat else 0
         # Recommendations need the catalog: without it nothing crosses customers.
         self.recommend = recommend if recommend is not None and recommend.enabled \
             and catalog else None
@@ -103,20 +109,8 @@ class Decider:
         if self.recommend is not None:
             r = self.recommend
             self.items = ItemModel(half_life_ms=r.half_life, neighbours=r.neighbours,
-                                   trending_days=r.trending_days)
-        if resume is not None:
-            check("decide", resume, SNAPSHOT_FORMAT)
-            self.pending = list(resume["pending"])
-            self.marks = {int(k): (v[0], v[1]) for k, v in resume["marks"].items()}
-            self.deltas = list(resume["deltas"])
-            self.seq = resume["seq"]
-            if self.items is not None and resume["items"] is not None:
-                self.items.restore(resume["items"])
-            cat = resume.get("catalog")
-            if self.catalog is not None and cat is not None:
-                self.catalog = Catalog.restore(cat["state"], max_products)
-                self.cat_marks = {k: (v[0], v[1]) for k, v in cat["marks"].items()}
-                self.cat_parts = cat["parts"]
+                                   trending_days=r.trending_days,
+                                   resume=snap["items"] if snap else None)
 
     def watermark(self) -> tuple[int | None, bool]:
         """(watermark, all inputs ended) over every shard and every catalog partition."""

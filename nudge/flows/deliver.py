@@ -8,12 +8,13 @@ it: the sink waits for what is in flight, then deletes the customer's ledger ent
 
 The sink's state is the emails still in flight at a snapshot: a resumed run submits them
 again and the ledger skips those accepted before the crash (nudge/delivery/engine.py).
+Format 2 (nudge/core/snapshot.py); format 1 was the bare list of emails.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
@@ -21,12 +22,18 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from nudge.core.config import Config
 from nudge.core.deadletter import DeadLetter
 from nudge.core.records import Email, Erasure
+from nudge.core.snapshot import check, stamp
 from nudge.delivery.senders import sender_for
 
+State = dict[str, Any]  # {"format": 2, "in_flight": [Email, ...]}
+SNAPSHOT_FORMAT: Final = 2
+_OLDER: Final = {1: lambda emails: stamp(2, {"in_flight": list(emails)})}  # the bare list
 
-class _DeliveryPartition(StatefulSinkPartition[Email | Erasure, list[Email]]):
+
+class _DeliveryPartition(StatefulSinkPartition[Email | Erasure, State]):
     def __init__(self, config: Config, dead_letters: Path | None,
-                 resume: list[Email] | None) -> None:
+                 resume: State | None, step: str = "deliver") -> None:
+        state = check(step, resume, SNAPSHOT_FORMAT, _OLDER) if resume is not None else None
         self.pool = sender_for(config)
         d = config.delivery
         self.outbox_dir = d.outbox_dir if d.transport == "outbox" else None
@@ -38,7 +45,7 @@ class _DeliveryPartition(StatefulSinkPartition[Email | Erasure, list[Email]]):
             from nudge.kafka.sinks import DeadLetterWriter
 
             self.dead_topic = DeadLetterWriter(config.kafka, config.kafka.dead_letter_topic)
-        for email in resume or ():  # in flight at the snapshot resumed from; the ledger
+        for email in state["in_flight"] if state else ():  # in flight at the snapshot; the ledger
             self.pool.submit(email)  # skips those that were accepted before the crash
 
     def write_batch(self, values: list[Email | Erasure]) -> None:
@@ -69,17 +76,17 @@ class _DeliveryPartition(StatefulSinkPartition[Email | Erasure, list[Email]]):
         self._write_dead(dead)
         self.pool.reported(dead)  # written: emails in doubt are settled only now
 
-    def snapshot(self) -> list[Email]:
+    def snapshot(self) -> State:
         # No waiting for the ESP: what is still in flight is kept, and sent again on resume.
         self._report(self.pool.take_dead())
-        return self.pool.pending()
+        return stamp(SNAPSHOT_FORMAT, {"in_flight": self.pool.pending()})
 
     def close(self) -> None:
         self._report(self.pool.drain())
         self._write_dead(self.pool.close())
 
 
-class DeliverySink(FixedPartitionedSink[Email | Erasure, list[Email]]):
+class DeliverySink(FixedPartitionedSink[Email | Erasure, State]):
     """One partition: the ledger has one writer (RocksDB allows one process)."""
 
     def __init__(self, config: Config, dead_letters: Path | None) -> None:
@@ -93,5 +100,5 @@ class DeliverySink(FixedPartitionedSink[Email | Erasure, list[Email]]):
         return 0
 
     def build_part(self, step_id: str, for_part: str,
-                   resume_state: list[Email] | None) -> _DeliveryPartition:
-        return _DeliveryPartition(self.config, self.dead_letters, resume_state)
+                   resume_state: State | None) -> _DeliveryPartition:
+        return _DeliveryPartition(self.config, self.dead_letters, resume_state, step_id)

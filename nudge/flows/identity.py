@@ -22,7 +22,7 @@ from nudge.core.config import Config
 from nudge.core.deadletter import DeadLetter
 from nudge.core.records import ShardChunk
 from nudge.state.identity import IdentityShard
-from nudge.state.links import Fanout, LinkShard
+from nudge.state.links import Fanout, IdentityStage, LinkShard
 
 
 def _unwrap(item: tuple[str, Any]) -> Any:
@@ -70,9 +70,11 @@ def _count(out: list[tuple[str, Any]], before: dict[str, int], after: dict[str, 
             metrics.DEAD_LETTERS.labels(item.stage, item.reason).inc()
 
 
-class LinksLogic(StatefulBatchLogic[ShardChunk, Any, dict[str, Any]]):
-    def __init__(self, config: Config, resume: dict[str, Any] | None) -> None:
-        self.shard = LinkShard(-1, config.identity, fanout(config), resume)
+class _StageLogic(StatefulBatchLogic[ShardChunk, Any, dict[str, Any]]):
+    """One links or identity shard: all its logic in nudge/state/, counted here."""
+
+    def __init__(self, shard: IdentityStage) -> None:
+        self.shard = shard
 
     def on_batch(self, values: list[ShardChunk]) -> tuple[list[Any], bool]:
         before = dict(self.shard.stats)
@@ -84,15 +86,11 @@ class LinksLogic(StatefulBatchLogic[ShardChunk, Any, dict[str, Any]]):
         return self.shard.snapshot()
 
 
-class IdentityLogic(StatefulBatchLogic[ShardChunk, Any, dict[str, Any]]):
+class LinksLogic(_StageLogic):
     def __init__(self, config: Config, resume: dict[str, Any] | None) -> None:
-        self.shard = IdentityShard(-1, config.identity, fanout(config), resume)
+        super().__init__(LinkShard(-1, config.identity, fanout(config), resume))
 
-    def on_batch(self, values: list[ShardChunk]) -> tuple[list[Any], bool]:
-        before = dict(self.shard.stats)
-        out = self.shard.process(values)
-        _count(out, before, self.shard.stats)
-        return out, False
 
-    def snapshot(self) -> dict[str, Any]:
-        return self.shard.snapshot()
+class IdentityLogic(_StageLogic):
+    def __init__(self, config: Config, resume: dict[str, Any] | None) -> None:
+        super().__init__(IdentityShard(-1, config.identity, fanout(config), resume))

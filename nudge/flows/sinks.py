@@ -2,7 +2,8 @@
 or Kafka topics.
 
 File sinks (LinesFileSink) truncate the file to the snapshotted length on resume, so a
-crash-and-resume run writes exactly the lines of an uninterrupted one.
+crash-and-resume run writes exactly the lines of an uninterrupted one (the snapshot: format
+2, nudge/core/snapshot.py; format 1 was the bare length).
 Topic sinks are at-least-once (a resume may repeat the lines after the last snapshot);
 consumers de-duplicate on (customer_id, trigger, episode, stage).
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
@@ -19,7 +20,12 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from nudge.core.config import Config
 from nudge.core.deadletter import DeadLetter
 from nudge.core.records import Decision, Outcome, SegmentChange
+from nudge.core.snapshot import check, stamp
 from nudge.core.timefmt import to_iso
+
+State = dict[str, Any]  # {"format": 2, "length": the file's length in bytes}
+SNAPSHOT_FORMAT: Final = 2
+_OLDER: Final = {1: lambda length: stamp(2, {"length": int(length)})}  # the bare length
 
 
 def decision_json(d: Decision) -> dict[str, Any]:
@@ -59,16 +65,17 @@ def dead_letter_line(d: DeadLetter) -> str:
     return orjson.dumps(d.to_json()).decode()
 
 
-class _LinesPartition(StatefulSinkPartition[str, int]):
+class _LinesPartition(StatefulSinkPartition[str, State]):
     """Bytewax's file sink partition, durable at the snapshot instead of at every batch.
 
     Bytewax's own fsyncs after every write (about 1,400 fsyncs in a 1M-event replay, ~5% of
     its time). Only the snapshot needs it: the offset it returns must be on disk before the
     epoch commits, and lines after it are truncated on resume and written again."""
 
-    def __init__(self, path: Path, resume: int | None) -> None:
+    def __init__(self, path: Path, resume: State | None, step: str = "output") -> None:
+        state = check(step, resume, SNAPSHOT_FORMAT, _OLDER) if resume is not None else None
         self._f = path.open("a", encoding="utf-8")
-        self._f.seek(resume or 0)
+        self._f.seek(state["length"] if state else 0)
         self._f.truncate()
 
     def write_batch(self, values: list[str]) -> None:
@@ -78,10 +85,10 @@ class _LinesPartition(StatefulSinkPartition[str, int]):
             write("\n")
         self._f.flush()  # visible to a reader tailing the file; durable at the snapshot
 
-    def snapshot(self) -> int:
+    def snapshot(self) -> State:
         self._f.flush()
         os.fsync(self._f.fileno())
-        return self._f.tell()
+        return stamp(SNAPSHOT_FORMAT, {"length": self._f.tell()})
 
     def close(self) -> None:
         self._f.flush()
@@ -89,7 +96,7 @@ class _LinesPartition(StatefulSinkPartition[str, int]):
         self._f.close()
 
 
-class LinesFileSink(FixedPartitionedSink[str, int]):
+class LinesFileSink(FixedPartitionedSink[str, State]):
     """JSON lines to one file, resumable: truncated to the snapshot's offset on resume, so
     a crash-and-resume run writes exactly the lines of an uninterrupted one. Items are
     (key, line) pairs, like Bytewax's FileSink."""
@@ -104,8 +111,8 @@ class LinesFileSink(FixedPartitionedSink[str, int]):
         return 0
 
     def build_part(self, step_id: str, for_part: str,
-                   resume_state: int | None) -> _LinesPartition:
-        return _LinesPartition(self.path, resume_state)
+                   resume_state: State | None) -> _LinesPartition:
+        return _LinesPartition(self.path, resume_state, step_id)
 
 
 def file_sink(path: str | Path) -> LinesFileSink:
@@ -116,12 +123,7 @@ def file_sink(path: str | Path) -> LinesFileSink:
 
 def decisions_sink(config: Config) -> Any:
     """Items: str lines (keyed for the file sink, raw for the topic sink)."""
-    target = config.outputs.decisions
-    if target == "kafka":
-        from nudge.kafka.sinks import KafkaLinesSink
-
-        return KafkaLinesSink(config.kafka, config.kafka.decisions_topic)
-    return file_sink(target)
+    return lines_sink(config, config.outputs.decisions, config.kafka.decisions_topic)
 
 
 def lines_sink(config: Config, target: str, topic: str) -> Any:

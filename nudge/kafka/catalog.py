@@ -15,8 +15,7 @@ from collections.abc import Callable
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
 
 from nudge.core.config import EventsConfig, KafkaConfig
-from nudge.core.errors import SourceError
-from nudge.kafka.source import KafkaEventSource, _KafkaPartition, list_partitions
+from nudge.kafka.source import KafkaEventSource
 from nudge.scoring.catalogfeed import envelope
 
 
@@ -30,21 +29,10 @@ def wrap(msg: Message) -> bytes:
 class KafkaCatalogSource(KafkaEventSource):
     """Catalog records from `topic`; `tail=False` reads to the end and stops."""
 
+    topic_key = "catalog.topic"
+
     def __init__(self, config: KafkaConfig, events: EventsConfig, topic: str, *,
                  tail: bool | None = None, clock: Callable[[], float] = time.time) -> None:
         super().__init__(dataclasses.replace(config, topic=topic), events, tail=tail,
                          clock=clock)
-
-    def _partitions(self) -> list[int]:
-        if self._parts is None:
-            self._parts = list_partitions(self.config, config_key="catalog.topic")
-        return self._parts
-
-    def build_part(self, step_id: str, for_part: str,
-                   resume_state: int | None) -> _KafkaPartition:
-        topic, _, part = for_part.rpartition("/")
-        if topic != self.config.topic:
-            raise SourceError(f"step {step_id}: recovery state is for topic {topic!r}, "
-                              f"catalog.topic is {self.config.topic!r}; use a new recovery.dir")
-        return _KafkaPartition(self.config, self.events, int(part), len(self._partitions()),
-                               resume_state, self.tail, self.clock, wrap)
+        self.wrap = wrap

@@ -3,9 +3,10 @@ confluent-kafka; the only module that imports it for consuming).
 
 Like Bytewax's own KafkaSource: one Bytewax partition per Kafka partition, `assign()` (no
 consumer group: the position lives in Bytewax's snapshot), resume from the snapshotted
-offset. Unlike it: each batch becomes one RawChunk (records with their offsets), and a
-partition that is caught up and idle emits heartbeat chunks so event time keeps moving in
-live mode (docs/design.md, "Idle live partitions").
+offset (format 2, nudge/core/snapshot.py; format 1 was the bare offset). Unlike it: each
+batch becomes one RawChunk (records with their offsets), and a partition that is caught up
+and idle emits heartbeat chunks so event time keeps moving in live mode (docs/design.md,
+"Idle live partitions").
 
 "Caught up" is judged by the partition-EOF event librdkafka sends when a fetch reaches the
 end of the log, never by comparing with `get_watermark_offsets` (which some brokers
@@ -31,6 +32,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any, Final
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import (
@@ -46,6 +48,7 @@ from confluent_kafka.admin import AdminClient
 from nudge.core.config import EventsConfig, KafkaConfig
 from nudge.core.errors import SourceError
 from nudge.core.events import RawChunk
+from nudge.core.snapshot import check, stamp
 from nudge.kafka.client import consumer_config as _client_config
 
 log = logging.getLogger(__name__)
@@ -94,13 +97,17 @@ def list_partitions(config: KafkaConfig, *, attempts: int = 5,
 
 
 FIRST_OFFSET = 0  # where every Kafka partition's log starts
+SNAPSHOT_FORMAT: Final = 2  # {"offset": the next offset to read}
+_OLDER: Final = {1: lambda offset: stamp(2, {"offset": int(offset)})}  # the bare offset
+State = dict[str, Any]
 
 
-class _KafkaPartition(StatefulSourcePartition[Item, int]):
+class _KafkaPartition(StatefulSourcePartition[Item, State]):
     def __init__(self, config: KafkaConfig, events: EventsConfig, partition: int,
-                 n_parts: int, resume: int | None, tail: bool,
+                 n_parts: int, resume: State | None, tail: bool,
                  clock: Callable[[], float],
-                 wrap: Callable[[Message], bytes] | None = None) -> None:
+                 wrap: Callable[[Message], bytes] | None = None, step: str = "input") -> None:
+        state = check(step, resume, SNAPSHOT_FORMAT, _OLDER) if resume is not None else None
         self._topic = config.topic
         self._wrap = wrap  # a record's bytes from its message, when more than the value
         self._brokers = ",".join(config.brokers)
@@ -137,7 +144,7 @@ class _KafkaPartition(StatefulSourcePartition[Item, int]):
         # (measured on the test broker: first records after 516 ms, against 16 ms). A log
         # whose start retention has moved past 0 answers out of range, and
         # auto.offset.reset=earliest then does what OFFSET_BEGINNING would.
-        self._offset = FIRST_OFFSET if resume is None else resume
+        self._offset: int = FIRST_OFFSET if state is None else state["offset"]
         self._consumer.assign([TopicPartition(config.topic, partition, self._offset)])
 
     def _chunk(self, records: list[tuple[int, bytes]], *, heartbeat: int | None = None,
@@ -261,15 +268,17 @@ class _KafkaPartition(StatefulSourcePartition[Item, int]):
             return datetime.now(UTC) + timedelta(seconds=self._hb_every / 2)
         return None
 
-    def snapshot(self) -> int:
-        return self._offset
+    def snapshot(self) -> State:
+        return stamp(SNAPSHOT_FORMAT, {"offset": self._offset})
 
     def close(self) -> None:
         self._consumer.close()
 
 
-class KafkaEventSource(FixedPartitionedSource[Item, int]):
+class KafkaEventSource(FixedPartitionedSource[Item, State]):
     """Shop events from `kafka.topic`; `tail=False` reads to the end and stops (replay)."""
+
+    topic_key = "kafka.topic"  # the config key naming the topic, for errors
 
     def __init__(self, config: KafkaConfig, events: EventsConfig, *, tail: bool | None = None,
                  clock: Callable[[], float] = time.time) -> None:
@@ -277,23 +286,26 @@ class KafkaEventSource(FixedPartitionedSource[Item, int]):
         self.events = events
         self.tail = config.tail if tail is None else tail
         self.clock = clock
+        self.wrap: Callable[[Message], bytes] | None = None  # a record's bytes, if not the value
         self._parts: list[int] | None = None
 
     def _partitions(self) -> list[int]:
         if self._parts is None:
-            self._parts = list_partitions(self.config)
+            self._parts = list_partitions(self.config, config_key=self.topic_key)
         return self._parts
 
     def list_parts(self) -> list[str]:
         return [f"{self.config.topic}/{p}" for p in self._partitions()]
 
-    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _KafkaPartition:
+    def build_part(self, step_id: str, for_part: str,
+                   resume_state: State | None) -> _KafkaPartition:
         topic, _, part = for_part.rpartition("/")
         if topic != self.config.topic:
-            raise SourceError(f"step {step_id}: recovery state is for topic {topic!r}, the "
-                              f"config reads {self.config.topic!r}; use a new recovery.dir")
+            raise SourceError(f"step {step_id}: recovery state is for topic {topic!r}, "
+                              f"{self.topic_key} is {self.config.topic!r}; use a new "
+                              "recovery.dir")
         return _KafkaPartition(self.config, self.events, int(part), len(self._partitions()),
-                               resume_state, self.tail, self.clock)
+                               resume_state, self.tail, self.clock, self.wrap, step_id)
 
 
 @dataclass(frozen=True, slots=True)

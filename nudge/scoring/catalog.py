@@ -50,7 +50,7 @@ from typing import Any
 
 import orjson
 
-from nudge.core.errors import SnapshotError
+from nudge.core.snapshot import check, stamp
 
 SNAPSHOT_FORMAT = 2  # 2: segments
 SEGMENTS = 256
@@ -132,7 +132,9 @@ class CatalogUpdate:
 class Catalog:
     """The catalog as of an event time, with the updates still ahead of it."""
 
-    def __init__(self, max_products: int = DEFAULT_MAX_PRODUCTS) -> None:
+    def __init__(self, max_products: int = DEFAULT_MAX_PRODUCTS,
+                 resume: dict[str, Any] | None = None) -> None:
+        """`resume`: a snapshot() to start from (nudge/core/snapshot.py)."""
         if max_products < 1:
             raise ValueError("max_products must be positive")
         self.max_products = max_products
@@ -149,6 +151,8 @@ class Catalog:
         # and again, and a decode took ~10 us. Checked against the entry it was decoded
         # from, so an update is never missed.
         self._decoded: dict[str, tuple[bytes, CatalogEntry]] = {}
+        if resume is not None:
+            self._restore(check("decide (its catalogue)", resume, SNAPSHOT_FORMAT))
 
     def add(self, update: CatalogUpdate) -> None:
         """An update to apply once event time reaches it. The caller raises a late update to
@@ -237,15 +241,13 @@ class Catalog:
             if blob is None:
                 blobs[i] = zlib.compress(pickle.dumps(self.segments[i],
                                                       pickle.HIGHEST_PROTOCOL), 1)
-        return {"format": SNAPSHOT_FORMAT, "segments": list(blobs), "at": self.at,
-                "pending": [u.to_data() for _, u in sorted(self.pending)],
-                "refused": self.refused, "version": self.version}
+        return stamp(SNAPSHOT_FORMAT, {
+            "segments": list(blobs), "at": self.at,
+            "pending": [u.to_data() for _, u in sorted(self.pending)],
+            "refused": self.refused, "version": self.version})
 
-    @classmethod
-    def restore(cls, snap: dict[str, Any], max_products: int = DEFAULT_MAX_PRODUCTS) -> Catalog:
-        if snap.get("format") != SNAPSHOT_FORMAT:
-            raise SnapshotError("the catalogue's snapshot", snap.get("format"), SNAPSHOT_FORMAT)
-        cat = cls(max_products)
+    def _restore(self, snap: dict[str, Any]) -> None:
+        cat = self
         intern = sys.intern
         for i, blob in enumerate(snap["segments"]):
             entries = cat.segments[i] = pickle.loads(zlib.decompress(blob))
@@ -260,7 +262,6 @@ class Catalog:
         heapq.heapify(cat.pending)
         cat.refused = snap["refused"]
         cat.version = snap["version"]
-        return cat
 
 
 def _segment(product_id: str) -> int:

@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from nudge.core.errors import SnapshotError
+from nudge.core.snapshot import check, stamp
 from nudge.core.timefmt import HOUR
 
 SNAPSHOT_FORMAT = 2  # 2: no product info from events
@@ -113,7 +113,9 @@ class ItemStatsBuilder:
 
     def __init__(self, shard: int, bucket_ms: int = HOUR, *, view_weight: float = 1.0,
                  view_buy_weight: float = 2.0, buy_weight: float = 4.0,
-                 session_window: int = 10, order_window: int = 20) -> None:
+                 session_window: int = 10, order_window: int = 20,
+                 resume: dict[str, Any] | None = None) -> None:
+        """`resume`: a snapshot() to start from (nudge/core/snapshot.py)."""
         if bucket_ms <= 0:
             raise ValueError(f"bucket_ms must be positive, not {bucket_ms}")
         self.shard = shard
@@ -127,6 +129,8 @@ class ItemStatsBuilder:
         self._low = -sys.maxsize  # the end of the last closed bucket: no event may be older
         self._closed: list[ItemDelta] = []
         self._reset()
+        if resume is not None:
+            self._restore(resume)
 
     def _reset(self) -> None:
         self._pairs: dict[tuple[str, str], float] = {}
@@ -241,13 +245,12 @@ class ItemStatsBuilder:
         exactly; parse admits no lone surrogate."""
         state = [self._open_delta().to_data() if self._k is not None else None,
                  [d.to_data() for d in self._closed]]
-        return {"format": SNAPSHOT_FORMAT, "bucket_ms": self.bucket_ms, "low": self._low,
-                "state": zlib.compress(orjson.dumps(state), 1)}
+        return stamp(SNAPSHOT_FORMAT, {"bucket_ms": self.bucket_ms, "low": self._low,
+                                       "state": zlib.compress(orjson.dumps(state), 1)})
 
-    def restore(self, snap: dict[str, Any]) -> None:
-        if snap.get("format") != SNAPSHOT_FORMAT:
-            raise SnapshotError(f"the item statistics of shard {self.shard}", snap.get("format"),
-                                SNAPSHOT_FORMAT)
+    def _restore(self, resume: dict[str, Any]) -> None:
+        snap = check(f"customers (the item statistics of shard {self.shard})", resume,
+                     SNAPSHOT_FORMAT)
         if snap["bucket_ms"] != self.bucket_ms:
             raise ValueError(f"item stats snapshot has buckets of {snap['bucket_ms']} ms, "
                              f"not {self.bucket_ms}: let the open bucket close first")

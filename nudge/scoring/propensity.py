@@ -26,8 +26,7 @@ an out-of-sample test. ProgressiveMetrics add up across shards: the report sums 
 True
 >>> m.metrics.count, m.metrics.positives
 (200, 100)
->>> restored = PropensityModel()
->>> restored.restore(m.snapshot())
+>>> restored = PropensityModel(resume=m.snapshot())
 >>> restored.score({"cart_value": 30.0, "views_1d": 2.0}) == m.score({"cart_value": 30.0,
 ...                                                                   "views_1d": 2.0})
 True
@@ -44,7 +43,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from nudge.core.errors import SnapshotError
+from nudge.core.snapshot import check, stamp
 
 SNAPSHOT_FORMAT = 1
 BINS = 1000
@@ -195,7 +194,10 @@ class PropensityModel:
     """Probability of a purchase from a dict of float features, learned online."""
 
     def __init__(self, learning_rate: float = 0.01, l2: float = 1e-4,
-                 intercept_lr: float | None = None, prior: float = 0.5) -> None:
+                 intercept_lr: float | None = None, prior: float = 0.5,
+                 resume: bytes | None = None) -> None:
+        """`resume`: a snapshot() to start from (nudge/core/snapshot.py); its learning rate
+        and L2 win over these."""
         # The intercept starts at the expected rate (`prior`) and learns ten times faster
         # than the weights by default: it finds the base rate within a few dozen examples,
         # while noisy weights would overshoot. Measured on the benchmark's decisions (67k
@@ -213,6 +215,8 @@ class PropensityModel:
             intercept_lr=intercept_lr if intercept_lr is not None else 10 * learning_rate,
             intercept_init=math.log(prior / (1 - prior)))
         self.metrics = ProgressiveMetrics()
+        if resume is not None:
+            self._restore(resume)
 
     def score(self, x: dict[str, float]) -> float:
         """The probability of a purchase; `prior` before any learning. Learns nothing."""
@@ -230,17 +234,13 @@ class PropensityModel:
         """The whole model, hyper-parameters included, and its metrics.
 
         A pickle: restore only what snapshot() wrote (the recovery store is trusted input)."""
-        return pickle.dumps({"format": SNAPSHOT_FORMAT, "pipeline": self.pipeline,
-                             "metrics": self.metrics.pack()},
+        return pickle.dumps(stamp(SNAPSHOT_FORMAT, {"pipeline": self.pipeline,
+                                                    "metrics": self.metrics.pack()}),
                             protocol=pickle.HIGHEST_PROTOCOL)
 
-    def restore(self, data: bytes) -> None:
-        """Replace this model with a snapshot's: the same scores, bit for bit. The snapshot's
-        learning rate and L2 win over the constructor's."""
-        snap = pickle.loads(data)  # our own snapshot: see snapshot()
-        if not isinstance(snap, dict) or snap.get("format") != SNAPSHOT_FORMAT:
-            raise SnapshotError("the propensity model's snapshot",
-                                snap.get("format") if isinstance(snap, dict) else None,
-                                SNAPSHOT_FORMAT)
+    def _restore(self, data: bytes) -> None:
+        """The snapshot's model: the same scores, bit for bit."""
+        # our own snapshot (see snapshot()); a bare pickle is not a format this reads
+        snap = check("customers (the propensity model)", pickle.loads(data), SNAPSHOT_FORMAT)
         self.pipeline = snap["pipeline"]
         self.metrics = ProgressiveMetrics.unpack(snap["metrics"])

@@ -58,7 +58,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from nudge.core.errors import SnapshotError
+from nudge.core.snapshot import check
 from nudge.core.timefmt import DAY
 from nudge.scoring.itemcodec import decode_model, encode_model
 from nudge.scoring.itemstats import Item, ItemDelta, ItemStatsBuilder
@@ -102,7 +102,9 @@ class ItemModel:
                  trending_days: int = 7, *,
                  trending_weights: tuple[float, float, float] = (1.0, 2.0, 5.0),
                  forget_after_ms: int = 30 * DAY, min_weight: float = 0.01,
-                 max_seeds: int = 10) -> None:
+                 max_seeds: int = 10, resume: dict[str, Any] | None = None) -> None:
+        """`resume`: a snapshot() to start from (nudge/core/snapshot.py); one taken with
+        another half-life is converted."""
         if half_life_ms <= 0 or neighbours < 1 or trending_days < 1:
             raise ValueError("half_life_ms, neighbours and trending_days must be positive")
         self.half_life_ms = half_life_ms
@@ -125,6 +127,8 @@ class ItemModel:
         self._trend_of: tuple[int, int] | None = None  # (id, version) of its directory
         self._snap: dict[str, Any] | None = None  # cache, cleared by every apply
         self._reads: dict[str, Row] = {}  # pending rows folded for reading; as _snap
+        if resume is not None:
+            self._restore(resume)
 
     # -- learning ---------------------------------------------------------------------------
 
@@ -372,11 +376,10 @@ class ItemModel:
             self._snap = snap
         return dict(self._snap)
 
-    def restore(self, snap: dict[str, Any]) -> None:
-        """Load a snapshot. A snapshot taken with another half-life is converted: the true
-        weights are kept as of the snapshot's time and decay at the new rate from there."""
-        if snap.get("format") != SNAPSHOT_FORMAT:
-            raise SnapshotError("the item model's snapshot", snap.get("format"), SNAPSHOT_FORMAT)
+    def _restore(self, resume: dict[str, Any]) -> None:
+        """A snapshot taken with another half-life is converted: the true weights are kept
+        as of the snapshot's time and decay at the new rate from there."""
+        snap = check("decide (its item model)", resume, SNAPSHOT_FORMAT)
         self.rows, self.pending, self.seen, self.counts = decode_model(snap)
         self.shift, self.at = snap["shift"], snap["at"]
         self.last_shard, self.swept_day = snap["last_shard"], snap["swept_day"]

@@ -14,14 +14,19 @@ import csv
 import io
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, Final
 
 import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from nudge.core.errors import SourceError
 from nudge.core.events import RawChunk
+from nudge.core.snapshot import check, stamp
 
 Item = tuple[str, RawChunk]
+State = dict[str, Any]  # {"format": 2, "next": the first position not yet handed out}
+SNAPSHOT_FORMAT: Final = 2
+_OLDER: Final = {1: lambda position: stamp(2, {"next": int(position)})}  # the bare position
 MAX_FIELD = 1 << 20  # csv's own limit is 128 KiB; a longer field is dead-lettered, not fatal
 
 
@@ -46,14 +51,15 @@ def read_records(path: Path) -> Iterator[tuple[int, bytes]]:
                 yield n, record
 
 
-class _CatalogFilePartition(StatefulSourcePartition[Item, int]):
+class _CatalogFilePartition(StatefulSourcePartition[Item, State]):
     def __init__(self, path: Path, key: str, n_parts: int, batch_size: int,
-                 resume: int | None) -> None:
+                 resume: State | None, step: str = "catalog_input") -> None:
+        state = check(step, resume, SNAPSHOT_FORMAT, _OLDER) if resume is not None else None
         self._key = key
         self._source = str(path)
         self._n_parts = n_parts
         self._batch = batch_size
-        self._next = resume or 0  # the first position not yet handed out
+        self._next: int = state["next"] if state else 0  # the first position not handed out
         try:
             self._records = read_records(path)
         except OSError as exc:
@@ -80,8 +86,8 @@ class _CatalogFilePartition(StatefulSourcePartition[Item, int]):
         return [(self._key, RawChunk(self._key, self._n_parts, self._source, -1, records,
                                      None, final))]
 
-    def snapshot(self) -> int:
-        return self._next
+    def snapshot(self) -> State:
+        return stamp(SNAPSHOT_FORMAT, {"next": self._next})
 
     def close(self) -> None:
         close = getattr(self._records, "close", None)
@@ -89,7 +95,7 @@ class _CatalogFilePartition(StatefulSourcePartition[Item, int]):
             close()
 
 
-class CatalogFileSource(FixedPartitionedSource[Item, int]):
+class CatalogFileSource(FixedPartitionedSource[Item, State]):
     """Catalog files (JSONL, CSV, TSV), read once to their end."""
 
     def __init__(self, paths: list[Path] | list[str], batch_size: int = 10_000) -> None:
@@ -110,13 +116,13 @@ class CatalogFileSource(FixedPartitionedSource[Item, int]):
         return list(self._keys)
 
     def build_part(self, step_id: str, for_part: str,
-                   resume_state: int | None) -> _CatalogFilePartition:
+                   resume_state: State | None) -> _CatalogFilePartition:
         path = self._keys.get(for_part)
         if path is None:
             raise SourceError(f"step {step_id}: resume state names catalog file {for_part!r}, "
                               "which is not among catalog.files now")
         return _CatalogFilePartition(path, for_part, len(self._keys), self.batch_size,
-                                     resume_state)
+                                     resume_state, step_id)
 
 
 def csv_text(rows: list[dict[str, object]], columns: list[str]) -> str:

@@ -5,25 +5,31 @@ one file (split by customer, as Kafka splits by key), or their relative order is
 
 Each `next_batch()` returns one RawChunk of up to `batch_size` lines, keyed by the
 partition; the last chunk of a file has `final=True`. The resume state is the byte offset
-and line number of the next line, so a resumed run neither skips nor repeats a line.
+and line number of the next line, so a resumed run neither skips nor repeats a line
+(format 2, nudge/core/snapshot.py; format 1 was the bare (offset, line) pair).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Final
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from nudge.core.errors import SourceError
 from nudge.core.events import RawChunk
+from nudge.core.snapshot import check, stamp
 
 Item = tuple[str, RawChunk]
-State = tuple[int, int]  # (byte offset, next line number)
+State = dict[str, Any]  # {"format": 2, "offset": byte offset, "line": next line number}
+SNAPSHOT_FORMAT: Final = 2
+_OLDER: Final = {1: lambda pair: stamp(2, {"offset": int(pair[0]), "line": int(pair[1])})}
 
 
 class _FilePartition(StatefulSourcePartition[Item, State]):
     def __init__(self, path: Path, key: str, n_parts: int, batch_size: int,
-                 resume: State | None) -> None:
+                 resume: State | None, step: str = "input") -> None:
+        state = check(step, resume, SNAPSHOT_FORMAT, _OLDER) if resume is not None else None
         try:
             self._f = path.open("rb")
         except OSError as exc:
@@ -32,7 +38,8 @@ class _FilePartition(StatefulSourcePartition[Item, State]):
         self._source = str(path)
         self._n_parts = n_parts
         self._batch = batch_size
-        self._offset, self._line = resume if resume is not None else (0, 1)
+        self._offset: int = state["offset"] if state else 0
+        self._line: int = state["line"] if state else 1
         self._f.seek(self._offset)
         self._done = False
 
@@ -65,7 +72,7 @@ class _FilePartition(StatefulSourcePartition[Item, State]):
                                      None, final))]
 
     def snapshot(self) -> State:
-        return (self._offset, self._line)
+        return stamp(SNAPSHOT_FORMAT, {"offset": self._offset, "line": self._line})
 
     def close(self) -> None:
         self._f.close()
@@ -101,4 +108,5 @@ class JsonlSource(FixedPartitionedSource[Item, State]):
         if path is None:
             raise SourceError(f"step {step_id}: resume state names input {for_part!r}, "
                               "which is not among the files given now")
-        return _FilePartition(path, for_part, len(self._keys), self.batch_size, resume_state)
+        return _FilePartition(path, for_part, len(self._keys), self.batch_size, resume_state,
+                              step_id)

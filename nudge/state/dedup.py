@@ -50,12 +50,19 @@ def dedup_key(customer_id: str, message_id: str) -> int:
 class MessageDedup:
     __slots__ = ("_current", "_g", "_previous", "generations", "window")
 
-    def __init__(self, window: int) -> None:
+    def __init__(self, window: int, resume: dict[int, Any] | None = None) -> None:
+        """`resume`: a snapshot() to start from (nudge/core/snapshot.py)."""
         self.window = max(1, window)
-        self.generations: dict[int, dict[int, int]] = {}  # ts // window -> {key: ts}
+        # ts // window -> {key: ts}
+        self.generations: dict[int, dict[int, int]] = {} if resume is None else {
+            int(g): dict(ids) for g, ids in resume.items()}
         self._g = -1  # the newest generation and its dicts, for the usual lookup
         self._current: dict[int, int] = _NONE
         self._previous: dict[int, int] = _NONE
+        if self.generations:
+            self._g = max(self.generations)
+            self._current = self.generations[self._g]
+            self._previous = self.generations.get(self._g - 1, _NONE)
 
     def is_duplicate(self, key: int, ts: int) -> bool:
         """True if the key (`dedup_key`) was seen within the window of `ts`; else remember
@@ -128,13 +135,3 @@ class MessageDedup:
 
     def snapshot(self) -> dict[int, dict[int, int]]:
         return self.generations
-
-    @classmethod
-    def restore(cls, window: int, snap: dict[int, Any]) -> MessageDedup:
-        d = cls(window)
-        d.generations = {int(g): dict(ids) for g, ids in snap.items()}
-        if d.generations:
-            d._g = max(d.generations)
-            d._current = d.generations[d._g]
-            d._previous = d.generations.get(d._g - 1, _NONE)
-        return d

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from nudge.core.config import IdentityConfig
 from nudge.core.events import Event, Kind
 from nudge.core.ids import (
     anonymous_key,
@@ -38,8 +37,7 @@ from nudge.core.ids import (
     shard_of,
 )
 from nudge.core.records import ShardChunk
-from nudge.state.eventtime import EventTimeBuffer
-from nudge.state.links import Fanout, emit, refusal
+from nudge.state.links import IdentityStage, emit, refusal
 
 # Positions in an anonymous id's state list.
 USER: Final = 0  # the user key it is linked to, or None
@@ -47,20 +45,17 @@ LINKED_AT: Final = 1
 LAST_SEEN: Final = 2
 HISTORY: Final = 3  # its events before the link, oldest first
 RECORD: Final = 4  # 1 if the anonymous customer `anon:<id>` has a record to retire
-SNAPSHOT_FORMAT: Final = 1
 
 
-class IdentityShard:
-    def __init__(self, number: int, config: IdentityConfig, fanout: Fanout,
-                 resume: dict[str, Any] | None = None) -> None:
-        self.number = number
-        self.config = config
-        self.fanout = fanout
-        self.buffer = EventTimeBuffer(resume["buffer"] if resume else None)
-        self.anons: dict[str, list[Any]] = dict(resume["anons"]) if resume else {}
-        self.stats: dict[str, int] = dict(resume["stats"]) if resume else {
-            "merges": 0, "merged_events": 0, "history_dropped": 0, "already_linked": 0}
-        self.sweep_at: int = resume["sweep_at"] if resume else 0
+class IdentityShard(IdentityStage):
+    STEP = "identity"
+    STATS = ("merges", "merged_events", "history_dropped", "already_linked")
+
+    def restore_own(self, snap: dict[str, Any] | None) -> None:
+        self.anons: dict[str, list[Any]] = dict(snap["anons"]) if snap else {}
+
+    def own(self) -> dict[str, Any]:
+        return {"anons": self.anons}
 
     def linked(self, anonymous_id: str) -> str | None:
         """The user key an anonymous id is linked to (inspection and tests)."""
@@ -68,10 +63,7 @@ class IdentityShard:
         return st[USER] if st is not None else None
 
     def process(self, chunks: list[ShardChunk]) -> list[tuple[str, Any]]:
-        for chunk in chunks:
-            self.number = chunk.shard
-            self.buffer.observe(chunk)
-        ready, wm, _ = self.buffer.ready()
+        ready, wm = self.take(chunks)
         f = self.fanout
         outs: dict[str, list[Event]] = {}
         dead: list[tuple[str, Any]] = []
@@ -161,8 +153,5 @@ class IdentityShard:
             del self.anons[x]
         self.sweep_at = wm + min(self.config.ttl, 86_400_000)
 
-    def snapshot(self) -> dict[str, Any]:
-        return {"format": SNAPSHOT_FORMAT, "buffer": self.buffer.snapshot(),
-                "anons": self.anons, "stats": self.stats, "sweep_at": self.sweep_at}
 
 

@@ -24,18 +24,19 @@ and a few refused ones, so a flood is dead-lettered once per id, not once per ev
 from __future__ import annotations
 
 import json
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from nudge.core.config import IdentityConfig
 from nudge.core.deadletter import DeadLetter
 from nudge.core.events import Event, Kind
 from nudge.core.ids import identity_key, links_key, log_id, shard_of, user_of
 from nudge.core.records import ShardChunk
+from nudge.core.snapshot import check, stamp
 from nudge.core.timefmt import to_iso
 from nudge.state.eventtime import EventTimeBuffer
 
 MAX_REFUSED: Final = 16  # refused ids remembered per user (beyond: refused again, silently)
-SNAPSHOT_FORMAT: Final = 1
+SNAPSHOT_FORMAT: Final = 1  # the links and identity shards (nudge/core/snapshot.py)
 
 
 def alias_bytes(anonymous_id: str, user_key: str, ts: int) -> bytes:
@@ -77,24 +78,62 @@ def emit(part: str, targets: list[tuple[str, int, int]], outs: dict[str, list[Ev
     return out
 
 
-class LinkShard:
+class IdentityStage:
+    """What a links shard and an identity shard share: their event-time buffer, counters and
+    sweep time, restored by the constructor (`resume`, nudge/core/snapshot.py)."""
+
+    STEP: ClassVar[str]  # the Bytewax step, named by a refused snapshot
+    STATS: ClassVar[tuple[str, ...]]
+
     def __init__(self, number: int, config: IdentityConfig, fanout: Fanout,
                  resume: dict[str, Any] | None = None) -> None:
+        snap = check(self.STEP, resume, SNAPSHOT_FORMAT) if resume is not None else None
         self.number = number
         self.config = config
         self.fanout = fanout
-        self.buffer = EventTimeBuffer(resume["buffer"] if resume else None)
-        # user key -> [[anonymous id, first seen, accepted 1 | refused 0], ...]
-        self.users: dict[str, list[list[Any]]] = dict(resume["users"]) if resume else {}
-        self.stats: dict[str, int] = dict(resume["stats"]) if resume else {
-            "links": 0, "too_many_anonymous_ids": 0}
-        self.sweep_at: int = resume["sweep_at"] if resume else 0
+        self.buffer = EventTimeBuffer(snap["buffer"] if snap else None)
+        self.stats: dict[str, int] = dict(snap["stats"]) if snap else dict.fromkeys(
+            self.STATS, 0)
+        self.sweep_at: int = snap["sweep_at"] if snap else 0
+        self.restore_own(snap)
+
+    def restore_own(self, snap: dict[str, Any] | None) -> None:
+        """The shard's own table from the snapshot (empty without one)."""
+        raise NotImplementedError
+
+    def own(self) -> dict[str, Any]:
+        """The shard's own table, for the snapshot."""
+        raise NotImplementedError
 
     def process(self, chunks: list[ShardChunk]) -> list[tuple[str, Any]]:
+        raise NotImplementedError
+
+    def take(self, chunks: list[ShardChunk]) -> tuple[list[Event], int | None]:
+        """Buffer `chunks`; the events the watermark has passed, in event order, and it."""
         for chunk in chunks:
             self.number = chunk.shard
             self.buffer.observe(chunk)
         ready, wm, _ = self.buffer.ready()
+        return ready, wm
+
+    def snapshot(self) -> dict[str, Any]:
+        return stamp(SNAPSHOT_FORMAT, {"buffer": self.buffer.snapshot(), **self.own(),
+                                       "stats": self.stats, "sweep_at": self.sweep_at})
+
+
+class LinkShard(IdentityStage):
+    STEP = "links"
+    STATS = ("links", "too_many_anonymous_ids")
+
+    def restore_own(self, snap: dict[str, Any] | None) -> None:
+        # user key -> [[anonymous id, first seen, accepted 1 | refused 0], ...]
+        self.users: dict[str, list[list[Any]]] = dict(snap["users"]) if snap else {}
+
+    def own(self) -> dict[str, Any]:
+        return {"users": self.users}
+
+    def process(self, chunks: list[ShardChunk]) -> list[tuple[str, Any]]:
+        ready, wm = self.take(chunks)
         sources = self.buffer.n_parts
         outs: dict[str, list[Event]] = {}
         dead: list[tuple[str, Any]] = []
@@ -155,6 +194,3 @@ class LinkShard:
             del self.users[user]
         self.sweep_at = wm + self.config.anonymous_ids_window // 7
 
-    def snapshot(self) -> dict[str, Any]:
-        return {"format": SNAPSHOT_FORMAT, "buffer": self.buffer.snapshot(),
-                "users": self.users, "stats": self.stats, "sweep_at": self.sweep_at}

@@ -37,7 +37,8 @@ from nudge.core.events import Event, Kind
 from nudge.core.records import OUTCOME_ERASED, Decision, ProfileWrite, ShardChunk, ShardMark
 from nudge.core.snapshot import FORMAT_KEY, check, stamp
 from nudge.core.timefmt import least_watermark
-from nudge.scoring.itemstats import ItemDelta
+from nudge.scoring.itemstats import ItemDelta, ItemStatsBuilder
+from nudge.scoring.propensity import PropensityModel
 from nudge.state import suppression
 from nudge.state.customer import Customer
 from nudge.state.customerdb import CustomerDB, shard_path
@@ -317,16 +318,18 @@ class Shard:
         self.part_wm = dict(snap["part_wm"])
         self.part_final = dict(snap["part_final"])
         self.n_parts = snap["n_parts"]
-        self.seen = MessageDedup.restore(self.program.dedup_window, snap["seen"])
+        self.seen = MessageDedup(self.program.dedup_window, resume=snap["seen"])
         emitted = snap["emitted"]
         self.emitted = (emitted[0], emitted[1]) if emitted is not None else None
         shared = snap["shared"]
         if shared["model"] is not None and self.shared.model is not None:
-            self.shared.model.restore(shared["model"])
+            m = self.program.model
+            self.shared.model = PropensityModel(learning_rate=m.learning_rate, l2=m.l2,
+                                                prior=m.prior, resume=shared["model"])
         self.shared.ranks = EngagementRanks(shared["engagement"], lazy=not self.program.ranked)
         self.shared.dropped_windows = shared["stats"].get("dropped_windows", 0)
         if snap["items"] is not None and self.shared.items is not None:
-            self.shared.items.restore(snap["items"])
+            self.shared.items = ItemStatsBuilder(self.shard, resume=snap["items"])
         self._number(self.shard)
         self.unpublished = list(snap["unpublished"])
 
