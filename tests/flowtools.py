@@ -112,7 +112,8 @@ def small_batch_flow(config_path: str, *files: str) -> Dataflow:
 
 class _ResumeLoggingSource(JsonlSource):
     """A JsonlSource that appends one JSON line per partition it opens to `log`:
-    {"part": key, "resume": [byte offset, next line] or null, "pid": process id}."""
+    {"part": key, "resume": {"format": 2, "offset": byte offset, "line": next line} or null,
+    "pid": process id}."""
 
     def __init__(self, paths: list[str], batch_size: int, log: str) -> None:
         super().__init__(paths, batch_size)

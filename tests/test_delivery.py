@@ -8,6 +8,7 @@ from email import policy
 from email.parser import BytesParser
 from email.utils import formataddr
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -280,18 +281,18 @@ def test_a_stalled_esp_never_blocks_the_snapshot_and_nothing_is_lost(
         esp.hold.clear()  # the ESP stalls
         first = _DeliveryPartition(cfg, tmp_path / "dl.jsonl", None)
         first.write_batch([email(n) for n in range(10)])
-        result: list[list[Email]] = []
+        result: list[dict[str, Any]] = []
         snap = threading.Thread(target=lambda: result.append(first.snapshot()))
         snap.start()
         snap.join(timeout=60)  # it must not wait for the held ESP at all
         assert result, "the snapshot waited for the ESP"
-        in_flight = result[0]
+        in_flight = result[0]["in_flight"]
         assert sorted(e.key for e in in_flight) == sorted(email(n).key for n in range(10))
         esp.hold.set()  # the ESP is back: the first run finishes what it had started ...
         first.close()
         assert len(esp.accepted) == 10
         requests = len(esp.requests)
-        second = _DeliveryPartition(cfg, tmp_path / "dl.jsonl", in_flight)  # ... a resume
+        second = _DeliveryPartition(cfg, tmp_path / "dl.jsonl", result[0])  # ... a resume
         second.close()
         assert len(esp.requests) == requests  # all in the ledger: nothing sent again
         assert len(esp.accepted) == 10

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,7 +34,7 @@ def read_bounded(part: _KafkaPartition, timeout: float = 30) -> tuple[list[int],
     return offsets, final
 
 
-def source(broker: Broker, tmp_path: Path, topic: str, resume: int | None = None
+def source(broker: Broker, tmp_path: Path, topic: str, resume: Any = None
            ) -> _KafkaPartition:
     conf = write_config(tmp_path / "nudge.toml", tmp_path,
                         kafka={"brokers": [broker.bootstrap], "topic": topic})
@@ -52,7 +53,8 @@ def test_a_new_run_reads_every_record_once_and_ends(broker: Broker, tmp_path: Pa
     try:
         offsets, final = read_bounded(part)
         assert final and offsets == list(range(25))
-        assert part.snapshot() == 25  # a resumed run starts after the last record
+        # a resumed run starts after the last record
+        assert part.snapshot() == {"format": 2, "offset": 25}
     finally:
         part.close()
 
@@ -60,7 +62,7 @@ def test_a_new_run_reads_every_record_once_and_ends(broker: Broker, tmp_path: Pa
 def test_a_resumed_run_starts_at_its_snapshot(broker: Broker, tmp_path: Path) -> None:
     topic = broker.create_topic("source-resumed")
     broker.produce(topic, records(12))
-    part = source(broker, tmp_path, topic, resume=7)
+    part = source(broker, tmp_path, topic, resume={"format": 2, "offset": 7})
     try:
         offsets, final = read_bounded(part)
         assert final and offsets == [7, 8, 9, 10, 11]

@@ -206,7 +206,7 @@ class Chaos:
         left = 0
         for o in opened:
             assert o["resume"] is not None, f"{o['part']} started from scratch"
-            offset, next_line = o["resume"]
+            offset, next_line = o["resume"]["offset"], o["resume"]["line"]
             raw = by_name[o["part"]].read_bytes()
             assert 0 < offset <= len(raw), o
             assert raw[:offset].count(b"\n") == next_line - 1 and raw[offset - 1:offset] == \
