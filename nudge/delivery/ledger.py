@@ -14,21 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from rocksdict import BottommostLevelCompaction, CompactOptions, Rdict
+from rocksdict import Rdict
 
 from nudge.core.errors import LedgerError
+from nudge.state import rocks
 
 SEP = "\x1f"
-
-
-
-def _purge() -> CompactOptions:
-    """A full compaction that rewrites the last level too: deleted values and the
-    tombstones that name their keys leave the files (an erasure)."""
-    opts = CompactOptions()
-    opts.set_bottommost_level_compaction(BottommostLevelCompaction.force())
-    opts.set_exclusive_manual_compaction(True)
-    return opts
 
 
 class Ledger:
@@ -76,7 +67,7 @@ class Ledger:
         for k in doomed:
             del self._db[k.encode()]
         if doomed:
-            self._db.compact_range(None, None, _purge())
+            self._db.compact_range(None, None, rocks.purge())
         return len(doomed)
 
     def count(self) -> int:

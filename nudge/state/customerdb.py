@@ -32,9 +32,7 @@ from typing import Any
 
 from rocksdict import (
     BlockBasedOptions,
-    BottommostLevelCompaction,
     Cache,
-    CompactOptions,
     Options,
     Rdict,
     WriteBatch,
@@ -43,6 +41,7 @@ from rocksdict import (
 )
 
 from nudge.core.errors import StoreError
+from nudge.state import rocks
 
 _CUSTOMER = b"c"
 _POSITION = b"p"
@@ -77,14 +76,6 @@ def _options() -> Options:
     table.set_block_cache(_shared["cache"])
     table.set_bloom_filter(10, False)  # most reads of a new customer find nothing
     opts.set_block_based_table_factory(table)
-    return opts
-
-
-def _purge() -> CompactOptions:
-    """A full compaction that rewrites the last level too (as the profile view's erasure)."""
-    opts = CompactOptions()
-    opts.set_bottommost_level_compaction(BottommostLevelCompaction.force())
-    opts.set_exclusive_manual_compaction(True)
     return opts
 
 
@@ -144,7 +135,7 @@ class CustomerDB:
         try:
             self._db.write(batch)
             if purge:  # an erasure can no longer be undone: its bytes leave the files now
-                self._db.compact_range(None, None, _purge())
+                self._db.compact_range(None, None, rocks.purge())
         except Exception as exc:
             raise StoreError(f"{self._what()}: cannot write: {exc}") from None
         self.position = position
@@ -194,7 +185,7 @@ class CustomerDB:
         batch.put(_POSITION, _pos(0))
         try:
             self._db.write(batch)
-            self._db.compact_range(None, None, _purge())
+            self._db.compact_range(None, None, rocks.purge())
         except Exception as exc:
             raise StoreError(f"{self._what()}: cannot write: {exc}") from None
         self.position = 0

@@ -19,25 +19,14 @@ from typing import Any
 
 from rocksdict import (
     AccessType,
-    BottommostLevelCompaction,
-    CompactOptions,
     Rdict,
     WriteBatch,
 )
 
 from nudge.core.errors import ProfileError
+from nudge.state import rocks
 
 SHARD_PREFIX = "__shard__/"
-
-
-
-def _purge() -> CompactOptions:
-    """A full compaction that rewrites the last level too: deleted values and the
-    tombstones that name their keys leave the files (an erasure)."""
-    opts = CompactOptions()
-    opts.set_bottommost_level_compaction(BottommostLevelCompaction.force())
-    opts.set_exclusive_manual_compaction(True)
-    return opts
 
 
 class ProfileStore:
@@ -75,7 +64,7 @@ class ProfileStore:
         try:
             self._db.write(batch)
             if erased:  # rare: the erased bytes leave the files now, not at some compaction
-                self._db.compact_range(None, None, _purge())
+                self._db.compact_range(None, None, rocks.purge())
         except Exception as exc:
             raise ProfileError(f"profile view {self.path}: cannot write: {exc}") from None
 
